@@ -1,0 +1,24 @@
+"""Backends: NumPy (CPU), CuPy (CUDA) and the test-only ``strict`` (array_api_strict).
+
+The data decides the device: every operation runs in the namespace of its inputs
+(:func:`get_array_module`). :func:`use_backend` only decides where *new* arrays are
+created (:func:`asarray`, weights, loaded data). CuPy is imported lazily.
+"""
+
+from .cupy_status import BackendUnavailableError, cupy_status
+from .namespace import asarray, backend_of, get_array_module, to_numpy
+from .ops import get_ops
+from .switch import BACKENDS, get_backend, use_backend
+
+__all__ = [
+    "BACKENDS",
+    "BackendUnavailableError",
+    "asarray",
+    "backend_of",
+    "cupy_status",
+    "get_array_module",
+    "get_backend",
+    "get_ops",
+    "to_numpy",
+    "use_backend",
+]

@@ -1,0 +1,155 @@
+"""Which array namespace data belongs to, moving data between backends, and creating
+new arrays next to existing ones (same namespace, same device)."""
+
+from __future__ import annotations
+
+import sys
+from numbers import Number
+
+import numpy as np
+
+from .switch import get_backend
+
+_SCALARS = (Number, np.generic)
+_FAMILY_HINT = {
+    "numpy": "gpunet.to_numpy(x)",
+    "cupy": "gpunet.asarray(x) under gpunet.use_backend('cupy')",
+    "strict": "gpunet.asarray(x) under gpunet.use_backend('strict')",
+}
+
+
+def backend_of(x) -> str | None:
+    """``"numpy"``, ``"cupy"`` or ``"strict"`` for an array; ``None`` for a Python/NumPy scalar or None."""
+    if x is None or isinstance(x, _SCALARS):
+        return None
+    if isinstance(x, np.ndarray):
+        return "numpy"
+    root = type(x).__module__.split(".", 1)[0]
+    if root == "cupy":
+        return "cupy"
+    if root == "array_api_strict":
+        return "strict"
+    raise TypeError(
+        f"expected a NumPy, CuPy or array_api_strict array, got {type(x).__module__}."
+        f"{type(x).__qualname__}; convert it with gpunet.asarray(x)"
+    )
+
+
+def namespace(backend: str):
+    """The array module of a backend name."""
+    if backend == "numpy":
+        return np
+    if backend == "cupy":
+        from .cupy_status import require_cupy
+
+        return require_cupy()
+    if backend == "strict":
+        from .strict import strict_namespace
+
+        return strict_namespace()
+    raise ValueError(f"unknown backend {backend!r}")
+
+
+def get_array_module(*arrays):
+    """Array namespace (``numpy``, ``cupy`` or ``array_api_strict``) of the given arrays.
+
+    ``None`` and scalars are ignored; with no arrays, the current backend's namespace.
+    Arrays of two backends raise ``TypeError`` naming both.
+    """
+    found = None
+    for a in arrays:
+        b = backend_of(a)
+        if b is None:
+            continue
+        if found is None:
+            found = b
+        elif b != found:
+            raise TypeError(
+                f"arrays from two backends in one call: {found} and {b}; move one of them "
+                f"first, e.g. {_FAMILY_HINT[found]} or {_FAMILY_HINT[b]}"
+            )
+    if found == "cupy":
+        return sys.modules["cupy"]
+    return namespace(found or get_backend())
+
+
+def xp_dtype(xp, dtype):
+    """``dtype`` (a name, NumPy dtype or namespace dtype) as a dtype of namespace ``xp``."""
+    if dtype is None:
+        return None
+    if xp is np or xp.__name__ == "cupy":
+        return np.dtype(dtype)
+    if isinstance(dtype, (str, type, np.dtype)):
+        return getattr(xp, np.dtype(dtype).name)
+    return dtype
+
+
+def to_numpy(x, dtype=None) -> np.ndarray:
+    """A NumPy copy of ``x`` on the host (no copy when ``x`` already is NumPy of that dtype)."""
+    b = backend_of(x)
+    if b == "cupy":
+        x = x.get()
+    elif b == "strict":
+        from .strict import host_device
+
+        xp = sys.modules["array_api_strict"]
+        x = np.asarray(xp.asarray(x, device=host_device()))
+    return np.asarray(x, dtype=dtype)
+
+
+def asarray(x, dtype=None):
+    """``x`` as an array of the current backend (see :func:`gpunet.use_backend`)."""
+    target = get_backend()
+    source = backend_of(x) if not isinstance(x, (list, tuple)) else None
+    if target == "numpy":
+        return to_numpy(x, dtype)
+    xp = namespace(target)
+    if target == "cupy":
+        if source == "strict":
+            x = to_numpy(x)
+        return xp.asarray(x, dtype=xp_dtype(xp, dtype))
+    from .strict import device
+
+    if source == "strict" and x.device == device():
+        return x if dtype is None else xp.astype(x, xp_dtype(xp, dtype))
+    host = to_numpy(x, dtype)
+    return xp.asarray(host, device=device())
+
+
+# --- creating arrays next to an existing one -----------------------------------------
+
+
+def _device_kw(xp, like) -> dict:
+    # NumPy and CuPy create on the current (only / active) device; the Array API
+    # namespaces need the device spelled out.
+    if xp is np or xp.__name__ == "cupy":
+        return {}
+    return {"device": like.device}
+
+
+def zeros(shape, like, dtype=None):
+    """Zeros of ``shape`` in the namespace, device and (by default) dtype of ``like``."""
+    xp = get_array_module(like)
+    return xp.zeros(shape, dtype=dtype or like.dtype, **_device_kw(xp, like))
+
+
+def full(shape, value, like, dtype=None):
+    xp = get_array_module(like)
+    return xp.full(shape, value, dtype=dtype or like.dtype, **_device_kw(xp, like))
+
+
+def arange(n: int, like, dtype=None):
+    """``0..n-1`` next to ``like`` (default dtype: the namespace's default integer)."""
+    xp = get_array_module(like)
+    kw = _device_kw(xp, like)
+    return xp.arange(n, dtype=dtype, **kw) if dtype is not None else xp.arange(n, **kw)
+
+
+def from_host(host: np.ndarray, like):
+    """Copy the NumPy array ``host`` into the namespace and onto the device of ``like``."""
+    xp = get_array_module(like)
+    if xp is np:
+        return host
+    if xp.__name__ == "cupy":
+        return xp.asarray(host)
+    return xp.asarray(host, device=like.device)
