@@ -112,11 +112,10 @@ class Ops:
         """Uniform [0, 1) numbers of ``shape`` next to ``like`` (its dtype and device).
 
         ``seed`` (an int or a ``numpy.random.Generator``) draws on the host with NumPy's
-        PCG64, so every backend gets the same numbers; ``None`` draws fresh entropy.
+        PCG64, in float64 whatever the dtype, so every backend and dtype sees the same
+        numbers; ``None`` draws fresh entropy.
         """
-        dtype = host_dtype(like.dtype)
-        draw = dtype if dtype in (np.float32, np.float64) else np.float32
-        host = np.random.default_rng(seed).random(shape, dtype=draw).astype(dtype, copy=False)
+        host = np.random.default_rng(seed).random(shape).astype(host_dtype(like.dtype))
         return from_host(host, like)
 
 

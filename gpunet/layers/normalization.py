@@ -1,0 +1,147 @@
+"""Batch normalization (vanilla and spatial) and layer normalization, CS231n conventions.
+
+Train mode normalises with the batch statistics (biased variance) and updates
+``bn_param['running_mean'/'running_var']`` (``momentum`` 0.9 by default); test mode
+uses the running statistics. The running variance starts at 1 (PyTorch), not at 0 as in
+CS231n, so a model evaluated before training does not divide by sqrt(eps).
+"""
+
+from __future__ import annotations
+
+from ..backend.namespace import full, zeros
+from . import _checks
+
+_BN_KEYS = {"mode", "eps", "momentum", "running_mean", "running_var"}
+_LN_KEYS = {"eps", "mode"}  # 'mode' is accepted and ignored: CS231n models set it on every norm param
+
+
+def batchnorm_forward(x, gamma, beta, bn_param):
+    """Batch normalization of x (N, D) with scale gamma (D,) and shift beta (D,).
+
+    bn_param: 'mode' ('train'|'test', required), 'eps' (1e-5), 'momentum' (0.9),
+    'running_mean'/'running_var' (D,) (created when absent and stored back).
+    Returns out (N, D) and a cache for the backward pass.
+    """
+    fn = "batchnorm_forward"
+    _checks.keys(fn, "bn_param", bn_param, _BN_KEYS, {"mode"})
+    mode = _checks.mode(fn, "bn_param", bn_param)
+    rm, rv = bn_param.get("running_mean"), bn_param.get("running_var")
+    xp = _checks.float_inputs(fn, x=x, gamma=gamma, beta=beta, running_mean=rm, running_var=rv)
+    _checks.ndim(fn, "x", x, 2, "(N, D); use spatial_batchnorm_forward for (N, C, H, W)")
+    n, d = x.shape
+    for name, a in (("gamma", gamma), ("beta", beta), ("bn_param['running_mean']", rm),
+                    ("bn_param['running_var']", rv)):
+        if a is not None:
+            _checks.shape(fn, name, a, (d,), "D = x.shape[1]")
+    eps = float(bn_param.get("eps", 1e-5))
+    momentum = float(bn_param.get("momentum", 0.9))
+    rm = zeros((d,), like=x) if rm is None else rm
+    rv = full((d,), 1.0, like=x) if rv is None else rv
+
+    if mode == "train":
+        if n < 2:
+            raise ValueError(
+                f"{fn}: training mode needs at least 2 samples per feature to estimate a "
+                f"variance, got x of shape {tuple(x.shape)}; use a larger batch or mode 'test'"
+            )
+        mu = xp.mean(x, axis=0)
+        xc = x - mu
+        var = xp.mean(xc * xc, axis=0)
+        inv_std = 1.0 / xp.sqrt(var + eps)
+        xhat = xc * inv_std
+        rm = momentum * rm + (1 - momentum) * mu
+        rv = momentum * rv + (1 - momentum) * var
+        cache = ("train", xhat, xc, inv_std, gamma)
+    else:
+        inv_std = 1.0 / xp.sqrt(rv + eps)
+        xhat = (x - rm) * inv_std
+        cache = ("test", xhat, None, inv_std, gamma)
+    bn_param["running_mean"], bn_param["running_var"] = rm, rv
+    return gamma * xhat + beta, cache
+
+
+def batchnorm_backward(dout, cache):
+    """Gradients (dx, dgamma, dbeta) of batch normalization, step by step through the
+    graph xc = x - mean(x), var = mean(xc**2), xhat = xc / sqrt(var + eps)."""
+    mode, xhat, xc, inv_std, gamma = cache
+    xp = _checks.float_inputs("batchnorm_backward", dout=dout, xhat=xhat)
+    _checks.shape("batchnorm_backward", "dout", dout, xhat.shape, "(N, D) of the forward pass")
+    dxhat = dout * gamma
+    dgamma, dbeta = xp.sum(dout * xhat, axis=0), xp.sum(dout, axis=0)
+    if mode == "test":
+        return dxhat * inv_std, dgamma, dbeta
+    n = dout.shape[0]
+    dinv_std = xp.sum(dxhat * xc, axis=0)
+    dvar = -0.5 * dinv_std * inv_std**3
+    dxc = dxhat * inv_std + dvar * (2.0 / n) * xc
+    dmu = -xp.sum(dxc, axis=0)
+    return dxc + dmu / n, dgamma, dbeta
+
+
+def batchnorm_backward_alt(dout, cache):
+    """Same gradients as :func:`batchnorm_backward` from the simplified closed form
+    dx = inv_std / N * (N*dxhat - sum(dxhat) - xhat * sum(dxhat * xhat))."""
+    mode, xhat, _, inv_std, gamma = cache
+    xp = _checks.float_inputs("batchnorm_backward_alt", dout=dout, xhat=xhat)
+    _checks.shape("batchnorm_backward_alt", "dout", dout, xhat.shape, "(N, D) of the forward pass")
+    dxhat = dout * gamma
+    dgamma, dbeta = xp.sum(dout * xhat, axis=0), xp.sum(dout, axis=0)
+    if mode == "test":
+        return dxhat * inv_std, dgamma, dbeta
+    return _normalized_dx(xp, dxhat, xhat, inv_std, axis=0), dgamma, dbeta
+
+
+def _normalized_dx(xp, dxhat, xhat, inv_std, axis: int):
+    """dx of xhat = (x - mean) * inv_std, statistics over ``axis``."""
+    n = dxhat.shape[axis]
+    s1 = xp.sum(dxhat, axis=axis, keepdims=True)
+    s2 = xp.sum(dxhat * xhat, axis=axis, keepdims=True)
+    return (inv_std / n) * (n * dxhat - s1 - xhat * s2)
+
+
+def spatial_batchnorm_forward(x, gamma, beta, bn_param):
+    """Batch normalization per channel of x (N, C, H, W); gamma, beta (C,).
+    Statistics over N, H and W. Returns out (N, C, H, W) and cache."""
+    xp = _checks.float_inputs("spatial_batchnorm_forward", x=x)
+    _checks.ndim("spatial_batchnorm_forward", "x", x, 4, "(N, C, H, W)")
+    n, c, h, w = x.shape
+    rows = xp.reshape(xp.permute_dims(x, (0, 2, 3, 1)), (n * h * w, c))
+    out, cache = batchnorm_forward(rows, gamma, beta, bn_param)
+    return xp.permute_dims(xp.reshape(out, (n, h, w, c)), (0, 3, 1, 2)), (cache, x.shape)
+
+
+def spatial_batchnorm_backward(dout, cache):
+    """Gradients (dx (N, C, H, W), dgamma (C,), dbeta (C,)) of spatial batch normalization."""
+    bn_cache, (n, c, h, w) = cache
+    xp = _checks.float_inputs("spatial_batchnorm_backward", dout=dout)
+    _checks.shape("spatial_batchnorm_backward", "dout", dout, (n, c, h, w), "x of the forward pass")
+    rows = xp.reshape(xp.permute_dims(dout, (0, 2, 3, 1)), (n * h * w, c))
+    drows, dgamma, dbeta = batchnorm_backward_alt(rows, bn_cache)
+    return xp.permute_dims(xp.reshape(drows, (n, h, w, c)), (0, 3, 1, 2)), dgamma, dbeta
+
+
+def layernorm_forward(x, gamma, beta, ln_param):
+    """Layer normalization of each row of x (N, D); gamma, beta (D,); ln_param: 'eps' (1e-5).
+    Same in train and test mode. Returns out (N, D) and cache."""
+    fn = "layernorm_forward"
+    _checks.keys(fn, "ln_param", ln_param, _LN_KEYS)
+    xp = _checks.float_inputs(fn, x=x, gamma=gamma, beta=beta)
+    _checks.ndim(fn, "x", x, 2, "(N, D)")
+    d = x.shape[1]
+    _checks.shape(fn, "gamma", gamma, (d,), "D = x.shape[1]")
+    _checks.shape(fn, "beta", beta, (d,), "D = x.shape[1]")
+    eps = float(ln_param.get("eps", 1e-5))
+    xc = x - xp.mean(x, axis=1, keepdims=True)
+    inv_std = 1.0 / xp.sqrt(xp.mean(xc * xc, axis=1, keepdims=True) + eps)
+    xhat = xc * inv_std
+    return gamma * xhat + beta, (xhat, inv_std, gamma)
+
+
+def layernorm_backward(dout, cache):
+    """Gradients (dx (N, D), dgamma (D,), dbeta (D,)) of layer normalization."""
+    xhat, inv_std, gamma = cache
+    xp = _checks.float_inputs("layernorm_backward", dout=dout, xhat=xhat)
+    _checks.shape("layernorm_backward", "dout", dout, xhat.shape, "(N, D) of the forward pass")
+    dxhat = dout * gamma
+    dx = _normalized_dx(xp, dxhat, xhat, inv_std, axis=1)
+    return dx, xp.sum(dout * xhat, axis=0), xp.sum(dout, axis=0)

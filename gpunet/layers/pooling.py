@@ -1,0 +1,105 @@
+"""Max and average pooling over (pool_height, pool_width) windows with any stride.
+
+Written as a loop over the kh*kw window offsets, each a strided slice of the input:
+never a Python loop over pixels, no scatter. Max-pool ties send the gradient to the
+first maximum in row-major window order (as PyTorch), deterministically.
+"""
+
+from __future__ import annotations
+
+from ..backend.namespace import zeros
+from ..backend.ops import conv_output_size
+from . import _checks
+
+_KEYS = {"pool_height", "pool_width", "stride"}
+
+
+def pool_geometry(fn: str, x, pool_param):
+    """Check a pooling's input and return (kh, kw, (sh, sw), (OH, OW))."""
+    _checks.keys(fn, "pool_param", pool_param, _KEYS, {"pool_height", "pool_width"})
+    _checks.ndim(fn, "x", x, 4, "(N, C, H, W)")
+    kh, kw = pool_param["pool_height"], pool_param["pool_width"]
+    for name, k in (("pool_height", kh), ("pool_width", kw)):
+        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+            raise ValueError(f"{fn}: pool_param['{name}'] must be an int >= 1, got {k!r}")
+    stride = _checks.pair(fn, "pool_param['stride']", pool_param.get("stride", (kh, kw)))
+    if min(stride) < 1:
+        raise ValueError(f"{fn}: pool_param['stride'] must be >= 1, got {stride}")
+    out = []
+    for axis, size, k, s in (("height", x.shape[2], kh, stride[0]), ("width", x.shape[3], kw, stride[1])):
+        span = size - k
+        if span < 0 or span % s:
+            raise ValueError(
+                f"{fn}: the {axis} does not tile: (size {size} - window {k}) = {span} must be "
+                f">= 0 and divisible by stride {s}; change the window, stride or input size"
+            )
+        out.append(conv_output_size(size, k, s, 0))
+    return kh, kw, stride, tuple(out)
+
+
+def _window(i: int, j: int, stride, out_hw):
+    """Index of the input elements at window offset (i, j) of every output position."""
+    (sh, sw), (oh, ow) = stride, out_hw
+    return (slice(None), slice(None), slice(i, i + sh * (oh - 1) + 1, sh), slice(j, j + sw * (ow - 1) + 1, sw))
+
+
+def max_pool_forward(x, pool_param):
+    """Max pooling of x (N, C, H, W); pool_param: 'pool_height', 'pool_width', 'stride'
+    (int or (h, w); default: the window, i.e. non-overlapping). Returns out (N, C, OH, OW), cache."""
+    xp = _checks.float_inputs("max_pool_forward", x=x)
+    kh, kw, stride, out_hw = pool_geometry("max_pool_forward", x, pool_param)
+    out = x[_window(0, 0, stride, out_hw)]
+    for i in range(kh):
+        for j in range(kw):
+            if i or j:
+                out = xp.maximum(out, x[_window(i, j, stride, out_hw)])
+    return out, (x, out, pool_param)
+
+
+def max_pool_backward(dout, cache):
+    """dx (N, C, H, W) of max pooling: each dout goes to the first maximum of its window."""
+    x, out, pool_param = cache
+    xp = _checks.float_inputs("max_pool_backward", dout=dout, x=x)
+    kh, kw, stride, out_hw = pool_geometry("max_pool_backward", x, pool_param)
+    _checks.shape("max_pool_backward", "dout", dout, out.shape, "(N, C, OH, OW) of the forward pass")
+    dx = zeros(x.shape, like=dout)
+    routed = None  # positions whose gradient has been sent already
+    for i in range(kh):
+        for j in range(kw):
+            region = _window(i, j, stride, out_hw)
+            hit = x[region] == out
+            if routed is not None:
+                hit = xp.logical_and(hit, xp.logical_not(routed))
+                routed = xp.logical_or(routed, hit)
+            else:
+                routed = hit
+            dx[region] = dx[region] + xp.where(hit, dout, 0.0)
+    return dx
+
+
+def avg_pool_forward(x, pool_param):
+    """Average pooling of x (N, C, H, W); pool_param as for :func:`max_pool_forward`.
+    Returns out (N, C, OH, OW) and cache."""
+    _checks.float_inputs("avg_pool_forward", x=x)
+    kh, kw, stride, out_hw = pool_geometry("avg_pool_forward", x, pool_param)
+    total = x[_window(0, 0, stride, out_hw)]
+    for i in range(kh):
+        for j in range(kw):
+            if i or j:
+                total = total + x[_window(i, j, stride, out_hw)]
+    return total / (kh * kw), (x.shape, (kh, kw, stride, out_hw))
+
+
+def avg_pool_backward(dout, cache):
+    """dx (N, C, H, W) of average pooling: dout / (kh*kw) to every element of its window."""
+    x_shape, (kh, kw, stride, out_hw) = cache
+    _checks.float_inputs("avg_pool_backward", dout=dout)
+    _checks.shape("avg_pool_backward", "dout", dout, x_shape[:2] + out_hw, "(N, C, OH, OW) of the forward pass")
+    share = dout / (kh * kw)
+    dx = zeros(x_shape, like=dout)
+    for i in range(kh):
+        for j in range(kw):
+            region = _window(i, j, stride, out_hw)
+            dx[region] = dx[region] + share
+    return dx
+

@@ -1,0 +1,68 @@
+"""Sandwich layers (CS231n ``layer_utils``): common sequences as one forward/backward."""
+
+from __future__ import annotations
+
+from ..backend import get_ops
+from . import _checks
+from .activations import relu_backward, relu_forward
+from .affine import _flat, affine_backward
+from .conv import conv_backward, conv_forward
+from .normalization import spatial_batchnorm_backward, spatial_batchnorm_forward
+from .pooling import max_pool_backward, max_pool_forward
+
+
+def affine_relu_forward(x, w, b):
+    """relu(x.reshape(N, D) @ w + b), the bias add and ReLU fused. Returns out (N, M), cache."""
+    xp = _checks.float_inputs("affine_relu_forward", x=x, w=w, b=b)
+    out = get_ops(xp).bias_relu(xp.matmul(_flat(xp, "affine_relu_forward", x, w, b), w), b)
+    return out, ((x, w, b), out)
+
+
+def affine_relu_backward(dout, cache, compute_dx: bool = True):
+    """Gradients (dx, dw, db) of :func:`affine_relu_forward`."""
+    fc_cache, out = cache
+    return affine_backward(relu_backward(dout, out), fc_cache, compute_dx)
+
+
+def conv_relu_forward(x, w, b, conv_param):
+    """relu(conv(x)). Returns out (N, F, OH, OW) and cache."""
+    a, conv_cache = conv_forward(x, w, b, conv_param)
+    out, relu_cache = relu_forward(a)
+    return out, (conv_cache, relu_cache)
+
+
+def conv_relu_backward(dout, cache, compute_dx: bool = True):
+    """Gradients (dx, dw, db) of :func:`conv_relu_forward`."""
+    conv_cache, relu_cache = cache
+    return conv_backward(relu_backward(dout, relu_cache), conv_cache, compute_dx)
+
+
+def conv_relu_pool_forward(x, w, b, conv_param, pool_param):
+    """max_pool(relu(conv(x))). Returns out and cache."""
+    a, conv_cache = conv_forward(x, w, b, conv_param)
+    s, relu_cache = relu_forward(a)
+    out, pool_cache = max_pool_forward(s, pool_param)
+    return out, (conv_cache, relu_cache, pool_cache)
+
+
+def conv_relu_pool_backward(dout, cache, compute_dx: bool = True):
+    """Gradients (dx, dw, db) of :func:`conv_relu_pool_forward`."""
+    conv_cache, relu_cache, pool_cache = cache
+    ds = max_pool_backward(dout, pool_cache)
+    return conv_backward(relu_backward(ds, relu_cache), conv_cache, compute_dx)
+
+
+def conv_bn_relu_forward(x, w, b, gamma, beta, conv_param, bn_param):
+    """relu(spatial_batchnorm(conv(x))). Returns out and cache."""
+    a, conv_cache = conv_forward(x, w, b, conv_param)
+    an, bn_cache = spatial_batchnorm_forward(a, gamma, beta, bn_param)
+    out, relu_cache = relu_forward(an)
+    return out, (conv_cache, bn_cache, relu_cache)
+
+
+def conv_bn_relu_backward(dout, cache, compute_dx: bool = True):
+    """Gradients (dx, dw, db, dgamma, dbeta) of :func:`conv_bn_relu_forward`."""
+    conv_cache, bn_cache, relu_cache = cache
+    dan, dgamma, dbeta = spatial_batchnorm_backward(relu_backward(dout, relu_cache), bn_cache)
+    dx, dw, db = conv_backward(dan, conv_cache, compute_dx)
+    return dx, dw, db, dgamma, dbeta
