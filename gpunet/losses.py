@@ -117,14 +117,14 @@ def _targets_in_unit_interval(fn, y):
 
 def bce_loss(probs, y, reduction: str = "mean", individual_losses: bool = False):
     """Binary cross-entropy of probabilities ``probs`` (any shape) against targets y in
-    [0, 1] (same shape, float). Probabilities are clipped to [eps, 1 - eps] (eps = 1e-7 for
-    float32, 1e-12 for float64) so the loss stays finite. ``individual_losses=True`` (the
+    [0, 1] (same shape, float). Probabilities are clipped to [eps, 1 - eps] (eps: the dtype's
+    machine epsilon, at least 1e-12) so the loss stays finite. ``individual_losses=True`` (the
     I2DL name) is ``reduction="none"``. Returns loss and dx (shape of probs)."""
     fn = "bce_loss"
     reduction = "none" if individual_losses else _reduction(fn, reduction)
     xp = _pairwise(fn, probs, y, "probs", "y")
     _targets_in_unit_interval(fn, y)
-    eps = 1e-7 if probs.dtype in (xp.float32, xp.float16) else 1e-12
+    eps = max(1e-12, float(xp.finfo(probs.dtype).eps))
     p = xp.clip(probs, eps, 1 - eps)
     per_item = -(y * xp.log(p) + (1 - y) * xp.log1p(-p))
     inside = xp.astype(xp.logical_and(probs >= eps, probs <= 1 - eps), probs.dtype)

@@ -5,7 +5,7 @@ The data decides the device: every operation runs in the namespace of its inputs
 created (:func:`asarray`, weights, loaded data). CuPy is imported lazily.
 """
 
-from .cupy_status import BackendUnavailableError, cupy_status
+from .cupy_probe import BackendUnavailableError, cupy_status
 from .namespace import asarray, backend_of, get_array_module, to_numpy
 from .ops import get_ops
 from .switch import BACKENDS, get_backend, use_backend

@@ -18,10 +18,7 @@ _FAMILY_HINT = {
 }
 
 
-def backend_of(x) -> str | None:
-    """``"numpy"``, ``"cupy"`` or ``"strict"`` for an array; ``None`` for a Python/NumPy scalar or None."""
-    if x is None or isinstance(x, _SCALARS):
-        return None
+def _family(x) -> str | None:
     if isinstance(x, np.ndarray):
         return "numpy"
     root = type(x).__module__.split(".", 1)[0]
@@ -29,6 +26,16 @@ def backend_of(x) -> str | None:
         return "cupy"
     if root == "array_api_strict":
         return "strict"
+    return None
+
+
+def backend_of(x) -> str | None:
+    """``"numpy"``, ``"cupy"`` or ``"strict"`` for an array; ``None`` for a Python/NumPy scalar or None."""
+    if x is None or isinstance(x, _SCALARS):
+        return None
+    family = _family(x)
+    if family is not None:
+        return family
     raise TypeError(
         f"expected a NumPy, CuPy or array_api_strict array, got {type(x).__module__}."
         f"{type(x).__qualname__}; convert it with gpunet.asarray(x)"
@@ -40,7 +47,7 @@ def namespace(backend: str):
     if backend == "numpy":
         return np
     if backend == "cupy":
-        from .cupy_status import require_cupy
+        from .cupy_probe import require_cupy
 
         return require_cupy()
     if backend == "strict":
@@ -85,8 +92,9 @@ def xp_dtype(xp, dtype):
 
 
 def to_numpy(x, dtype=None) -> np.ndarray:
-    """A NumPy copy of ``x`` on the host (no copy when ``x`` already is NumPy of that dtype)."""
-    b = backend_of(x)
+    """``x`` (any backend, or anything ``np.asarray`` takes) as a NumPy array on the host;
+    no copy when it already is NumPy of that dtype."""
+    b = _family(x)
     if b == "cupy":
         x = x.get()
     elif b == "strict":
@@ -100,7 +108,7 @@ def to_numpy(x, dtype=None) -> np.ndarray:
 def asarray(x, dtype=None):
     """``x`` as an array of the current backend (see :func:`gpunet.use_backend`)."""
     target = get_backend()
-    source = backend_of(x) if not isinstance(x, (list, tuple)) else None
+    source = _family(x)
     if target == "numpy":
         return to_numpy(x, dtype)
     xp = namespace(target)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 import threading
 
-from .cupy_status import BackendUnavailableError
+from .cupy_probe import BackendUnavailableError
 
 DEVICE_NAME = "device1"
 _lock = threading.Lock()

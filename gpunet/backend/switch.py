@@ -10,7 +10,7 @@ import logging
 import os
 import threading
 
-from .cupy_status import BackendUnavailableError, cupy_status, require_cupy
+from .cupy_probe import BackendUnavailableError, cupy_status, require_cupy
 
 log = logging.getLogger("gpunet")
 

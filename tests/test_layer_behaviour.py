@@ -1,0 +1,157 @@
+"""Layer behaviour beyond gradients: kinks, overflow, dropout statistics and seeding,
+batchnorm running averages, and the errors bad input gets."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+from gpunet import layers as L
+
+
+def test_relu_kink_gets_zero_gradient(put, host):
+    x = put(np.array([-1.0, 0.0, -0.0, 2.0]))
+    _, cache = L.relu_forward(x)
+    np.testing.assert_array_equal(host(L.relu_backward(put(np.ones(4)), cache)), [0, 0, 0, 1])
+
+
+def test_leaky_relu_values_and_kink(put, host):
+    x = put(np.array([-2.0, 0.0, 3.0]))
+    out, cache = L.leaky_relu_forward(x, 0.2)
+    np.testing.assert_allclose(host(out), [-0.4, 0.0, 3.0])
+    np.testing.assert_allclose(host(L.leaky_relu_backward(put(np.ones(3)), cache)), [0.2, 0.2, 1.0])
+    with pytest.raises(ValueError, match="negative_slope must be a number >= 0"):
+        L.leaky_relu_forward(x, -1)
+
+
+def test_sigmoid_does_not_overflow_in_float32(put, host):
+    x = put(np.array([-1000.0, -88.0, 0.0, 88.0, 1000.0]), "float32")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out, cache = L.sigmoid_forward(x)
+        dx = L.sigmoid_backward(put(np.ones(5), "float32"), cache)
+    out = host(out)
+    assert out.dtype == np.float32 and np.all(np.isfinite(out)) and np.all(np.isfinite(host(dx)))
+    np.testing.assert_allclose(out, [0.0, 1 / (1 + np.exp(88.0)), 0.5, 1 / (1 + np.exp(-88.0)), 1.0], atol=1e-7)
+
+
+def test_dropout_keeps_p_in_expectation_and_scales(put, host):
+    x = put(np.ones((200, 500)))
+    out, (_, mask) = L.dropout_forward(x, {"p": 0.3, "mode": "train", "seed": 1})
+    out = host(out)
+    kept = out != 0
+    assert abs(kept.mean() - 0.3) < 0.01  # 100000 draws: 5 sigma is about 0.007
+    np.testing.assert_allclose(out[kept], 1 / 0.3)
+    assert abs(out.mean() - 1.0) < 0.04
+
+
+def test_dropout_seed_is_deterministic_across_backends_and_leaves_global_rng_alone(put, host):
+    x = np.random.default_rng(0).standard_normal((4, 5))
+    state = np.random.get_state()[1].copy()
+    a, _ = L.dropout_forward(put(x), {"p": 0.5, "mode": "train", "seed": 42})
+    b, _ = L.dropout_forward(np.asarray(x), {"p": 0.5, "mode": "train", "seed": 42})
+    np.testing.assert_array_equal(host(a), b)
+    np.testing.assert_array_equal(np.random.get_state()[1], state)
+
+
+def test_dropout_rng_generator_advances(put, host):
+    rng = np.random.default_rng(3)
+    x = put(np.ones((10, 10)))
+    a, _ = L.dropout_forward(x, {"p": 0.5, "mode": "train", "rng": rng})
+    b, _ = L.dropout_forward(x, {"p": 0.5, "mode": "train", "rng": rng})
+    assert not np.array_equal(host(a), host(b))
+
+
+def test_dropout_test_mode_is_identity(put, host):
+    x = put(np.arange(6.0))
+    out, _ = L.dropout_forward(x, {"p": 0.5, "mode": "test"})
+    np.testing.assert_array_equal(host(out), np.arange(6.0))
+
+
+@pytest.mark.parametrize("param,fragment", [
+    ({"p": 0.0, "mode": "train"}, "keep probability and must be in (0, 1]"),
+    ({"p": 1.5, "mode": "train"}, "keep probability"),
+    ({"p": 0.5}, "missing required key(s) ['mode']"),
+    ({"p": 0.5, "mode": "eval"}, "must be 'train' or 'test'"),
+    ({"p": 0.5, "mode": "train", "keep": 1}, "unknown dropout_param key(s) ['keep']"),
+])
+def test_dropout_param_errors(param, fragment, put):
+    with pytest.raises(ValueError) as err:
+        L.dropout_forward(put(np.ones(3)), param)
+    assert fragment in str(err.value)
+
+
+def test_batchnorm_running_averages_follow_cs231n(put, host):
+    rng = np.random.default_rng(0)
+    gamma, beta = put(np.full(3, 2.0)), put(np.array([0.0, -1.0, 3.0]))
+    bn_param = {"mode": "train", "momentum": 0.9}
+    rm, rv = np.zeros(3), np.ones(3)
+    for _ in range(60):
+        x = rng.standard_normal((100, 3)) * [1.0, 3.0, 0.5] + [5.0, -2.0, 0.0]
+        out, _ = L.batchnorm_forward(put(x), gamma, beta, bn_param)
+        rm, rv = 0.9 * rm + 0.1 * x.mean(0), 0.9 * rv + 0.1 * x.var(0)
+        np.testing.assert_allclose(host(out).mean(0), [0.0, -1.0, 3.0], atol=1e-10)
+        np.testing.assert_allclose(host(out).std(0), [2.0, 2.0, 2.0], rtol=1e-4)
+    np.testing.assert_allclose(host(bn_param["running_mean"]), rm, rtol=1e-12)
+    np.testing.assert_allclose(host(bn_param["running_var"]), rv, rtol=1e-12)
+    bn_param["mode"] = "test"
+    x = rng.standard_normal((2000, 3)) * [1.0, 3.0, 0.5] + [5.0, -2.0, 0.0]
+    out, _ = L.batchnorm_forward(put(x), gamma, beta, bn_param)
+    np.testing.assert_allclose(host(out).mean(0), [0.0, -1.0, 3.0], atol=0.15)
+    np.testing.assert_allclose(host(out).std(0), [2.0, 2.0, 2.0], rtol=0.1)
+
+
+def test_batchnorm_errors(put):
+    x, g, b = put(np.ones((4, 3))), put(np.ones(3)), put(np.ones(3))
+    with pytest.raises(ValueError, match="missing required key"):
+        L.batchnorm_forward(x, g, b, {})
+    with pytest.raises(ValueError, match=r"gamma must have shape \(3,\)"):
+        L.batchnorm_forward(x, put(np.ones(4)), b, {"mode": "train"})
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        L.batchnorm_forward(put(np.ones((1, 3))), g, b, {"mode": "train"})
+    with pytest.raises(ValueError, match="spatial_batchnorm_forward"):
+        L.batchnorm_forward(put(np.ones((2, 3, 4, 4))), g, b, {"mode": "train"})
+
+
+def test_layernorm_normalizes_each_row(put, host):
+    x = np.random.default_rng(1).standard_normal((5, 8)) * 4 + 3
+    out, _ = L.layernorm_forward(put(x), put(np.ones(8)), put(np.zeros(8)), {"mode": "train"})
+    np.testing.assert_allclose(host(out).mean(1), 0, atol=1e-12)
+    np.testing.assert_allclose(host(out).std(1), 1, rtol=1e-4)
+
+
+def test_float_dtype_required_and_no_silent_upcast(put):
+    with pytest.raises(ValueError, match=r"x must be a real floating array .* got .*int"):
+        L.relu_forward(put(np.arange(3)))
+    with pytest.raises(ValueError, match=r"all inputs must share one dtype .*x=float32, w=float64"):
+        L.affine_forward(put(np.ones((2, 3)), "float32"), put(np.ones((3, 2))), put(np.ones(2)))
+
+
+def test_backward_rejects_dout_of_the_wrong_shape(put):
+    x, w, b = put(np.ones((2, 3))), put(np.ones((3, 4))), put(np.ones(4))
+    _, cache = L.affine_forward(x, w, b)
+    with pytest.raises(ValueError, match=r"dout must have shape \(2, 4\)"):
+        L.affine_backward(put(np.ones((2, 5))), cache)
+    _, cache = L.relu_forward(x)
+    with pytest.raises(ValueError, match=r"dout must have shape \(2, 3\)"):
+        L.relu_backward(put(np.ones((3, 2))), cache)
+
+
+def test_affine_needs_a_batch_axis(put):
+    with pytest.raises(ValueError, match=r"at least 2 dimensions.*x\[None\]"):
+        L.affine_forward(put(np.ones(3)), put(np.ones((3, 2))), put(np.ones(2)))
+
+
+def test_first_layer_can_skip_dx(put, host):
+    x, w, b = put(np.ones((2, 1, 4, 4))), put(np.ones((3, 1, 3, 3))), put(np.ones(3))
+    out, cache = L.conv_forward(x, w, b, {"stride": 1, "pad": 1})
+    dx, dw, db = L.conv_backward(put(np.ones(host(out).shape)), cache, compute_dx=False)
+    assert dx is None and host(dw).shape == (3, 1, 3, 3)
+    out, cache = L.affine_forward(x, put(np.ones((16, 2))), put(np.ones(2)))
+    dx, dw, db = L.affine_backward(put(np.ones((2, 2))), cache, compute_dx=False)
+    assert dx is None and host(dw).shape == (16, 2)
+
+
+def test_cs231n_aliases_are_the_same_functions():
+    assert L.conv_forward_naive is L.conv_forward and L.conv_backward_naive is L.conv_backward
+    assert L.max_pool_forward_naive is L.max_pool_forward and L.max_pool_backward_naive is L.max_pool_backward

@@ -1,0 +1,182 @@
+"""Losses: numeric gradients for every reduction, known values, stability at extreme
+inputs, label validation, and float32 against float64."""
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+from gpunet import losses
+from gpunet.gradcheck import eval_numerical_gradient, rel_error
+from tolerances import GRAD_REL_ERROR, assert_close
+
+N, C = 6, 4
+
+
+def _class_case(rng):
+    return rng.standard_normal((N, C)) * 2, rng.integers(0, C, N)
+
+
+def _binary_probs(rng):
+    return rng.uniform(0.05, 0.95, (N, 3)), rng.uniform(0, 1, (N, 3))
+
+
+def _binary_logits(rng):
+    return rng.standard_normal((N, 3)) * 3, rng.uniform(0, 1, (N, 3))
+
+
+def _regression(rng):
+    x, y = rng.standard_normal((N, 3)), rng.standard_normal((N, 3))
+    return x, y + np.sign(y - x) * 0.05  # keep |x - y| away from the L1 kink
+
+
+CASES = {
+    "softmax_loss": (losses.softmax_loss, _class_case),
+    "svm_loss": (losses.svm_loss, _class_case),
+    "bce_loss": (losses.bce_loss, _binary_probs),
+    "bce_with_logits_loss": (losses.bce_with_logits_loss, _binary_logits),
+    "mse_loss": (losses.mse_loss, _regression),
+    "l1_loss": (losses.l1_loss, _regression),
+}
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("name", list(CASES))
+def test_gradient_matches_numeric_for_each_reduction(name, reduction, put, host):
+    fn, make = CASES[name]
+    x, y = make(np.random.default_rng(11))
+    xd, yd = put(x), put(y)
+    loss, dx = fn(xd, yd, reduction=reduction)
+    if reduction == "none":  # dx is the gradient of the sum of the per-item losses
+        numeric = eval_numerical_gradient(lambda _: np.sum(host(fn(xd, yd, reduction="none")[0])), xd, verbose=False)
+    else:
+        numeric = eval_numerical_gradient(lambda _: fn(xd, yd, reduction=reduction)[0], xd, verbose=False)
+    assert rel_error(dx, numeric) <= GRAD_REL_ERROR
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_reductions_agree(name, put, host):
+    fn, make = CASES[name]
+    x, y = make(np.random.default_rng(12))
+    each, d_each = fn(put(x), put(y), reduction="none")
+    total, d_total = fn(put(x), put(y), reduction="sum")
+    mean, d_mean = fn(put(x), put(y), reduction="mean")
+    count = host(each).size
+    np.testing.assert_allclose(host(total), host(each).sum(), rtol=1e-12)
+    np.testing.assert_allclose(host(mean), host(each).sum() / count, rtol=1e-12)
+    np.testing.assert_allclose(host(d_mean), host(d_total) / count, rtol=1e-12)
+    np.testing.assert_allclose(host(d_each), host(d_total), rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_float32_matches_float64(name, put, host):
+    fn, make = CASES[name]
+    x, y = make(np.random.default_rng(13))
+    labels_are_classes = name in ("softmax_loss", "svm_loss")
+    l64, d64 = fn(put(x), put(y))
+    l32, d32 = fn(put(x, "float32"), put(y) if labels_are_classes else put(y, "float32"))
+    assert str(l32.dtype).endswith("float32") and str(d32.dtype).endswith("float32")
+    assert_close(l32, host(l64), dtype="float32")
+    assert_close(d32, host(d64), dtype="float32")
+
+
+def test_known_values(put, host):
+    # uniform scores: softmax loss is log C; SVM loss is C - 1 (every margin is 1)
+    x, y = put(np.zeros((3, 5))), put(np.array([0, 2, 4]))
+    assert math.isclose(float(host(losses.softmax_loss(x, y)[0])), math.log(5), rel_tol=1e-12)
+    assert math.isclose(float(host(losses.svm_loss(x, y)[0])), 4.0, rel_tol=1e-12)
+    # BCE of p = 0.5 is log 2 for any target; MSE / L1 of a constant offset
+    p = put(np.full((4,), 0.5))
+    assert math.isclose(float(host(losses.bce_loss(p, put(np.array([0.0, 1.0, 1.0, 0.3])))[0])), math.log(2), rel_tol=1e-12)
+    assert math.isclose(float(host(losses.mse_loss(put(np.ones(4) * 3), put(np.ones(4)))[0])), 4.0)
+    assert math.isclose(float(host(losses.l1_loss(put(np.ones(4) * 3), put(np.ones(4)))[0])), 2.0)
+
+
+def test_softmax_is_stable_for_huge_scores(put, host):
+    x = put(np.array([[1e4, 0.0, -1e4], [-1e4, 1e4, 1e4]]), "float32")
+    y = put(np.array([1, 0]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loss, dx = losses.softmax_loss(x, y, reduction="none")
+    np.testing.assert_allclose(host(loss), [1e4, 2e4 + math.log(2)], rtol=1e-6)
+    assert np.all(np.isfinite(host(dx)))
+
+
+def test_bce_with_logits_is_stable_up_to_1e4(put, host):
+    x = np.array([1e4, -1e4, 0.0, 50.0, -50.0])
+    y = np.array([0.0, 1.0, 1.0, 1.0, 0.0])
+    for dtype in ("float32", "float64"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            loss, dx = losses.bce_with_logits_loss(put(x, dtype), put(y, dtype), reduction="none")
+        expected = [1e4, 1e4, math.log(2), math.log1p(math.exp(-50)), math.log1p(math.exp(-50))]
+        np.testing.assert_allclose(host(loss), expected, rtol=1e-6)
+        np.testing.assert_allclose(host(dx), [1.0, -1.0, -0.5, 0.0, 0.0], atol=1e-6)
+
+
+def test_bce_clips_probabilities_of_exactly_0_and_1(put, host):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loss, dx = losses.bce_loss(put(np.array([0.0, 1.0])), put(np.array([1.0, 0.0])), reduction="none")
+    np.testing.assert_allclose(host(loss), [-math.log(1e-12)] * 2, rtol=1e-6)
+    assert np.all(np.isfinite(host(dx)))
+
+
+def test_bce_individual_losses_is_reduction_none(put, host):
+    p, y = put(np.array([0.2, 0.9, 0.5])), put(np.array([0.0, 1.0, 1.0]))
+    a, _ = losses.bce_loss(p, y, individual_losses=True)
+    np.testing.assert_allclose(host(a), -np.log([0.8, 0.9, 0.5]), rtol=1e-12)
+
+
+@pytest.mark.parametrize("fn", [losses.softmax_loss, losses.svm_loss])
+def test_float_labels_are_rejected(fn, put):
+    with pytest.raises(ValueError, match="integer array of class indices"):
+        fn(put(np.zeros((2, 3))), put(np.array([0.0, 1.0])))
+
+
+@pytest.mark.parametrize("fn", [losses.softmax_loss, losses.svm_loss])
+def test_label_shape_mismatch_is_rejected(fn, put):
+    with pytest.raises(ValueError, match=r"labels y must have shape \(2,\)"):
+        fn(put(np.zeros((2, 3))), put(np.array([0, 1, 2])))
+
+
+@pytest.mark.parametrize("bad", [-1, 3])
+@pytest.mark.parametrize("fn", [losses.softmax_loss, losses.svm_loss])
+def test_out_of_range_labels_raise_on_the_host(fn, bad):
+    with pytest.raises(ValueError, match=rf"labels must be in \[0, 3\) for 3 classes, got {bad}"):
+        fn(np.zeros((2, 3)), np.array([0, bad]))
+
+
+@pytest.mark.parametrize("fn", [losses.softmax_loss, losses.svm_loss])
+def test_out_of_range_labels_poison_the_loss_on_a_device(fn, host):
+    import gpunet
+
+    with gpunet.use_backend("strict"):
+        x, y = gpunet.asarray(np.zeros((2, 3))), gpunet.asarray(np.array([0, 7]))
+        loss, dx = fn(x, y, reduction="none")
+    loss, dx = host(loss), host(dx)
+    assert np.isfinite(loss[0]) and np.isnan(loss[1])
+    assert np.all(np.isfinite(dx[0])) and np.all(np.isnan(dx[1]))
+
+
+def test_check_labels():
+    losses.check_labels(np.array([0, 2, 1]), 3)
+    with pytest.raises(ValueError, match=r"in \[0, 3\)"):
+        losses.check_labels(np.array([0, 3]), 3)
+    with pytest.raises(ValueError, match="integers"):
+        losses.check_labels(np.array([0.0]), 3)
+
+
+@pytest.mark.parametrize("name", ["bce_loss", "bce_with_logits_loss", "mse_loss", "l1_loss"])
+def test_elementwise_losses_reject_shape_mismatch(name, put):
+    fn, _ = CASES[name]
+    with pytest.raises(ValueError, match="must have the shape of"):
+        fn(put(np.full((4, 1), 0.5)), put(np.full((4,), 0.5)))
+
+
+def test_bad_reduction_and_targets(put):
+    with pytest.raises(ValueError, match="reduction must be one of"):
+        losses.mse_loss(put(np.zeros(2)), put(np.zeros(2)), reduction="avg")
+    with pytest.raises(ValueError, match=r"targets y must lie in \[0, 1\]"):
+        losses.bce_loss(np.full(2, 0.5), np.array([0.0, 2.0]))
