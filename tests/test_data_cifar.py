@@ -1,0 +1,229 @@
+"""CIFAR-10 python batches through the restricted unpickler, on a tiny fake directory
+written here; malicious pickles must be refused without running anything."""
+
+import builtins
+import io
+import os
+import pickle
+import struct
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gpunet.data import (
+    DataFormatError,
+    DatasetNotFoundError,
+    UnsafePickleError,
+    load_cifar10,
+    load_cifar_batch,
+    load_dataset,
+    safe_load_pickle,
+)
+from gpunet.data.cifar import CIFAR10_CLASSES
+
+
+class Py2Pickler(pickle._Pickler):
+    """Writes ``str`` and ``bytes`` as Python 2 byte strings (SHORT_BINSTRING/BINSTRING)
+    and names NumPy's core module ``numpy.core``, as the original CIFAR-10 files do."""
+
+    dispatch = pickle._Pickler.dispatch.copy()
+
+    def save_bytes(self, obj):
+        n = len(obj)
+        op = pickle.SHORT_BINSTRING + bytes([n]) if n < 256 else pickle.BINSTRING + struct.pack("<i", n)
+        self.write(op + obj)
+        self.memoize(obj)
+
+    def save_str(self, obj):
+        self.save_bytes(obj.encode("latin1"))
+
+    dispatch[bytes] = save_bytes
+    dispatch[str] = save_str
+
+
+def py2_dumps(obj):
+    f = io.BytesIO()
+    Py2Pickler(f, protocol=2).dump(obj)
+    return f.getvalue().replace(b"cnumpy._core.multiarray\n", b"cnumpy.core.multiarray\n")
+
+
+DUMPERS = {
+    "python2": py2_dumps,
+    "protocol2": lambda o: pickle.dumps(o, protocol=2),
+    "protocol5": lambda o: pickle.dumps(o, protocol=5),
+}
+
+
+def make_batch(n, first_label, rng):
+    """n images whose R, G, B planes are constant 10*i+1, 10*i+2, 10*i+3 (mod 256) plus
+    noise in one pixel, in CIFAR's row layout (N, 3072) = R plane, G plane, B plane."""
+    images = np.zeros((n, 3, 32, 32), dtype=np.uint8)
+    for i in range(n):
+        for c in range(3):
+            images[i, c] = (10 * (first_label + i) + c + 1) % 256
+        images[i, 0, 5, 7] = rng.integers(0, 256)
+    labels = [(first_label + i) % 10 for i in range(n)]
+    return images, labels
+
+
+def fake_cifar(directory, dumps, n=4, rng=None, meta=True):
+    rng = rng or np.random.default_rng(0)
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    truth = {}
+    for b, name in enumerate([f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]):
+        images, labels = make_batch(n, 2 * b, rng)
+        batch = {
+            "batch_label": f"batch {b}",
+            "labels": labels,
+            "data": images.reshape(n, 3072),
+            "filenames": [f"img_{b}_{i}.png" for i in range(n)],
+        }
+        if dumps is not py2_dumps:  # Python 3 writers: bytes keys as CIFAR's own loader gives them
+            batch = {k.encode(): v for k, v in batch.items()}
+        (directory / name).write_bytes(dumps(batch))
+        truth[name] = (images, np.array(labels))
+    if meta:
+        names = [c.upper() for c in CIFAR10_CLASSES]
+        (directory / "batches.meta").write_bytes(
+            dumps({"label_names": names, "num_cases_per_batch": n, "num_vis": 3072})
+        )
+    return truth
+
+
+@pytest.mark.parametrize("writer", list(DUMPERS))
+def test_batches_load_in_every_pickle_flavour(tmp_path, writer):
+    truth = fake_cifar(tmp_path / "cifar-10-batches-py", DUMPERS[writer])
+    X, y = load_cifar_batch(tmp_path / "cifar-10-batches-py" / "data_batch_2")
+    assert X.shape == (4, 3, 32, 32) and X.dtype == np.uint8 and y.dtype == np.int64
+    np.testing.assert_array_equal(X, truth["data_batch_2"][0])
+    np.testing.assert_array_equal(y, truth["data_batch_2"][1])
+    assert X[1, 2, 0, 0] == 10 * 3 + 3  # image 1 of batch 2 has label 3; B plane = +3
+
+
+def test_load_cifar10(tmp_path):
+    truth = fake_cifar(tmp_path / "cifar-10-batches-py", DUMPERS["python2"])
+    ds = load_cifar10(tmp_path, val=5, normalize=False)  # the parent directory works too
+    assert ds.name == "cifar10" and ds.sample_shape == (3, 32, 32)
+    assert (len(ds.X_train), len(ds.X_val), len(ds.X_test)) == (15, 5, 4)
+    assert ds.classes[0] == "AIRPLANE"  # from batches.meta
+    np.testing.assert_allclose(ds.X_test, truth["test_batch"][0] / 255.0, rtol=1e-6)
+    np.testing.assert_array_equal(ds.y_test, truth["test_batch"][1])
+    train_X = np.concatenate([truth[f"data_batch_{i}"][0] for i in range(1, 6)])
+    ours = np.rint(np.concatenate([ds.X_train, ds.X_val]) * 255).astype(np.uint8)
+    assert sorted(a.tobytes() for a in ours) == sorted(a.tobytes() for a in train_X)
+    norm = load_cifar10(tmp_path / "cifar-10-batches-py", val=5, flatten=True)
+    assert norm.X_train.shape == (15, 3072) and norm.mean.shape == (3,)
+    ref = ds.X_train.astype(np.float64)
+    np.testing.assert_allclose(norm.mean, ref.mean(axis=(0, 2, 3)), rtol=1e-5)
+    np.testing.assert_allclose(norm.std, ref.std(axis=(0, 2, 3)), rtol=1e-5)
+
+
+def test_default_class_names_and_env_lookup(tmp_path, monkeypatch):
+    fake_cifar(tmp_path / "cifar-10-batches-py", DUMPERS["protocol5"], meta=False)
+    monkeypatch.setenv("GPUNET_DATA", str(tmp_path))
+    ds = load_dataset("cifar-10", val=0)
+    assert ds.classes == CIFAR10_CLASSES and ds.source == str(tmp_path / "cifar-10-batches-py")
+
+
+def test_missing_cifar_says_how_to_get_it(tmp_path, monkeypatch):
+    monkeypatch.delenv("GPUNET_DATA", raising=False)
+    (tmp_path / "c").mkdir()
+    with pytest.raises(DatasetNotFoundError) as err:
+        load_cifar10(tmp_path / "c")
+    text = str(err.value)
+    assert f"{tmp_path / 'c'} (the path argument): missing data_batch_1" in text
+    assert "cifar-10-python.tar.gz" in text and "tar xzf" in text
+
+
+# --- malicious and malformed pickles -------------------------------------------------
+
+
+class WriteFile:
+    """A pickle that, when loaded by plain pickle, creates a file (a harmless stand-in
+    for arbitrary code)."""
+
+    def __init__(self, path, how):
+        self.path, self.how = str(path), how
+
+    def __reduce__(self):
+        if self.how == "open":
+            return (builtins.open, (self.path, "w"))
+        if self.how == "system":
+            return (os.system, (f"touch {self.path}",))
+        if self.how == "exec":
+            return (builtins.exec, (f"open({self.path!r}, 'w').close()",))
+        if self.how == "subprocess":
+            return (subprocess.call, (["touch", self.path],))
+        raise AssertionError(self.how)
+
+
+@pytest.mark.parametrize("how", ["open", "system", "exec", "subprocess"])
+@pytest.mark.parametrize("protocol", [0, 2, 5])
+def test_malicious_pickle_is_refused_and_runs_nothing(tmp_path, how, protocol):
+    marker = tmp_path / "pwned"
+    payload = pickle.dumps(
+        {b"data": np.zeros((1, 3072), np.uint8), b"labels": [0], b"x": WriteFile(marker, how)},
+        protocol=protocol,
+    )
+    # the payload is real: plain pickle runs it
+    pickle.loads(payload)
+    assert marker.exists()
+    marker.unlink()
+
+    directory = tmp_path / "cifar"
+    fake_cifar(directory, DUMPERS["protocol2"])
+    (directory / "data_batch_3").write_bytes(payload)
+    with pytest.raises(UnsafePickleError) as err:
+        load_cifar10(directory)
+    assert not marker.exists()
+    assert str(directory / "data_batch_3") in str(err.value) and "not allowed" in str(err.value)
+    assert isinstance(err.value, pickle.UnpicklingError)
+
+
+def test_object_arrays_and_other_tricks_are_refused(tmp_path):
+    obj_array = np.array([1, "a", None], dtype=object)
+    with pytest.raises(UnsafePickleError, match="dtype object"):
+        safe_load_pickle(pickle.dumps({"data": obj_array}, protocol=2))
+    with pytest.raises(UnsafePickleError, match=r"global \S*builtin\S*\.set, which is not allowed"):
+        safe_load_pickle(pickle.dumps({1, 2}, protocol=2))
+    # _codecs.encode is allowed for latin1 only (how protocol-2 pickles store bytes)
+    sneaky = b"\x80\x02c_codecs\nencode\nX\x03\x00\x00\x00abcX\x06\x00\x00\x00rot_13\x86R."
+    assert pickle.loads(sneaky) == "nop"  # the reference: plain pickle runs the codec
+    with pytest.raises(UnsafePickleError, match="only latin1"):
+        safe_load_pickle(sneaky)
+    # numpy.ndarray may only be used by _reconstruct: calling it (e.g. to allocate) fails
+    alloc = b"\x80\x02cnumpy\nndarray\nJ\x00\x00\x00\x7f\x85R."
+    with pytest.raises(DataFormatError, match="not a readable pickle"):
+        safe_load_pickle(alloc)
+
+
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        (b"", "not a readable pickle"),
+        (pickle.dumps([1, 2]), "found a list"),
+        (pickle.dumps({b"data": np.zeros((2, 3072), np.uint8)}), "missing ['labels']"),
+        (pickle.dumps({"data": np.zeros((2, 100), np.uint8), "labels": [0, 1]}), "found uint8 (2, 100)"),
+        (pickle.dumps({"data": np.zeros((2, 3072), np.float32), "labels": [0, 1]}), "found float32"),
+        (pickle.dumps({"data": np.zeros((2, 3072), np.uint8), "labels": [0]}), "must hold 2 integers"),
+        (pickle.dumps({"data": np.zeros((2, 3072), np.uint8), "labels": [0, 12]}), "found 0..12"),
+        (pickle.dumps({b"data": 1, b"fine_labels": [0]}), "CIFAR-100"),
+    ],
+)
+def test_malformed_batches_say_what_is_wrong(tmp_path, content, message):
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(content)
+    with pytest.raises(DataFormatError) as err:
+        load_cifar_batch(path)
+    assert message in str(err.value) and str(path) in str(err.value)
+
+
+def test_truncated_pickle(tmp_path):
+    blob = pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 1]})
+    path = tmp_path / "test_batch"
+    path.write_bytes(blob[:-40])
+    with pytest.raises(DataFormatError, match="truncated or corrupt"):
+        load_cifar_batch(path)
