@@ -136,6 +136,9 @@ def test_missing_cifar_says_how_to_get_it(tmp_path, monkeypatch):
     text = str(err.value)
     assert f"{tmp_path / 'c'} (the path argument): missing data_batch_1" in text
     assert "cifar-10-python.tar.gz" in text and "tar xzf" in text
+    (tmp_path / "cifar-10-python.tar.gz").write_bytes(b"\x1f\x8b")
+    with pytest.raises(DatasetNotFoundError, match="tar.gz \\(the path argument\\): a file, not a directory"):
+        load_cifar10(tmp_path / "cifar-10-python.tar.gz")
 
 
 # --- malicious and malformed pickles -------------------------------------------------

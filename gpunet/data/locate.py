@@ -45,7 +45,8 @@ def locate(title, path, subdir, required, system_dirs=(), hint="", env_root=True
     looked = []
     for directory, why in candidates:
         if not directory.is_dir():
-            looked.append(f"  - {directory} ({why}): no such directory")
+            what = "a file, not a directory" if directory.is_file() else "no such directory"
+            looked.append(f"  - {directory} ({why}): {what}")
             continue
         found = {label: find_file(directory, names) for label, names in required.items()}
         missing = [label for label in required if found[label] is None]
