@@ -1,0 +1,70 @@
+"""What every model shares: the CS231n contract plus buffers, moving between backends,
+casting inputs to the model's dtype, and L2 regularisation 0.5 * reg * sum(W**2)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..backend import asarray, get_array_module, use_backend
+from ..backend.namespace import xp_dtype
+from ..rng import as_rng
+
+
+class Model:
+    """Base of the CS231n-style models.
+
+    Contract: ``params`` (name -> array); ``loss(X, y=None)`` returns scores (N, C) in
+    test mode when y is None, else ``(loss, grads)`` in training mode with ``grads``
+    keyed like ``params``. Also: ``get_buffers()``/``set_buffers()`` for non-trainable
+    state, ``rng`` (dropout masks), ``to(backend)``.
+    """
+
+    reg_names: tuple[str, ...] = ()  # params that get L2 regularisation (weights, not biases)
+
+    def __init__(self, reg: float, dtype, seed):
+        if not isinstance(reg, (int, float)) or reg < 0:
+            raise ValueError(f"reg must be a number >= 0, got {reg!r}")
+        self.reg = float(reg)
+        self.dtype = np.dtype(dtype)
+        if self.dtype.kind != "f":
+            raise ValueError(f"dtype must be a floating dtype such as 'float32', got {dtype!r}")
+        self.rng = as_rng(seed)
+        self.params: dict = {}
+
+    def _new(self, host: np.ndarray):
+        """A parameter from host values, in the model's dtype on the current backend."""
+        return asarray(host, dtype=self.dtype)
+
+    def _input(self, X):
+        """X in the model's dtype (CS231n's ``X.astype(self.dtype)``), without a copy when it already is."""
+        xp = get_array_module(X, next(iter(self.params.values())))
+        dtype = xp_dtype(xp, self.dtype)
+        return X if X.dtype == dtype else xp.astype(X, dtype)
+
+    def _regularize(self, loss, grads):
+        """Add 0.5 * reg * sum(W**2) to the loss and reg * W to the weight gradients."""
+        if self.reg == 0:
+            return loss, grads
+        xp = get_array_module(*(self.params[n] for n in self.reg_names))
+        for name in self.reg_names:
+            w = self.params[name]
+            loss = loss + 0.5 * self.reg * xp.sum(w * w)
+            grads[name] = grads[name] + self.reg * w
+        return loss, grads
+
+    def get_buffers(self) -> dict:
+        """Non-trainable state arrays by name (e.g. batchnorm running statistics)."""
+        return {}
+
+    def set_buffers(self, buffers: dict) -> None:
+        unknown = set(buffers) - set(self.get_buffers())
+        if unknown:
+            raise ValueError(f"{type(self).__name__} has no buffers {sorted(unknown)}")
+
+    def to(self, backend: str):
+        """Move parameters and buffers to ``backend`` in place; returns the model."""
+        with use_backend(backend):
+            for name in list(self.params):
+                self.params[name] = asarray(self.params[name])
+            self.set_buffers({k: asarray(v) for k, v in self.get_buffers().items()})
+        return self

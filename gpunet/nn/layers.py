@@ -1,0 +1,259 @@
+"""Layer objects over the functional layers of :mod:`gpunet.layers`."""
+
+from __future__ import annotations
+
+import math
+
+from .. import layers as F
+from ..backend import get_array_module
+from . import init as initializers
+from .module import Module
+
+
+class Linear(Module):
+    """y = x.reshape(N, D) @ W + b with W (in_features, out_features), b (out_features,).
+
+    ``init``: "he" (default, for ReLU), "xavier", or a standard deviation (CS231n's
+    weight_scale); biases start at 0. ``rng``: int seed or numpy Generator.
+    """
+
+    param_names = ("W", "b")
+
+    def __init__(self, in_features: int, out_features: int, init: str | float = "he",
+                 dtype="float32", rng=None):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        std = initializers.weight_std(init, in_features, out_features)
+        self.W = initializers.normal((in_features, out_features), std, rng, dtype)
+        self.b = initializers.constant((out_features,), 0.0, dtype)
+
+    def forward(self, x):
+        out, self._cache = F.affine_forward(x, self.W, self.b)
+        return out
+
+    def backward(self, dout, compute_dx: bool = True):
+        dx, self.grads["W"], self.grads["b"] = F.affine_backward(dout, self._saved(), compute_dx)
+        return dx
+
+    def extra_repr(self):
+        return f"{self.in_features}, {self.out_features}"
+
+
+class Conv2d(Module):
+    """2-D convolution: W (out_channels, in_channels, kh, kw), b (out_channels,);
+    ``stride`` and ``pad`` an int or (h, w) pair (zero padding)."""
+
+    param_names = ("W", "b")
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, pad=0,
+                 init: str | float = "he", dtype="float32", rng=None):
+        super().__init__()
+        kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
+        std = initializers.weight_std(init, in_channels * kh * kw, out_channels * kh * kw)
+        self.W = initializers.normal((out_channels, in_channels, kh, kw), std, rng, dtype)
+        self.b = initializers.constant((out_channels,), 0.0, dtype)
+        self.conv_param = {"stride": stride, "pad": pad}
+
+    def forward(self, x):
+        out, self._cache = F.conv_forward(x, self.W, self.b, self.conv_param)
+        return out
+
+    def backward(self, dout, compute_dx: bool = True):
+        dx, self.grads["W"], self.grads["b"] = F.conv_backward(dout, self._saved(), compute_dx)
+        return dx
+
+    def extra_repr(self):
+        f, c, kh, kw = self.W.shape
+        return f"{c}, {f}, kernel_size=({kh}, {kw}), stride={self.conv_param['stride']}, pad={self.conv_param['pad']}"
+
+
+class _Pool(Module):
+    def __init__(self, kernel_size, stride=None):
+        super().__init__()
+        kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
+        self.pool_param = {"pool_height": kh, "pool_width": kw, "stride": stride if stride is not None else (kh, kw)}
+
+    def extra_repr(self):
+        p = self.pool_param
+        return f"kernel_size=({p['pool_height']}, {p['pool_width']}), stride={p['stride']}"
+
+
+class MaxPool2d(_Pool):
+    """Max pooling over kernel_size windows (int or (h, w)); stride defaults to the window."""
+
+    def forward(self, x):
+        out, self._cache = F.max_pool_forward(x, self.pool_param)
+        return out
+
+    def backward(self, dout, compute_dx: bool = True):
+        return F.max_pool_backward(dout, self._saved())
+
+
+class AvgPool2d(_Pool):
+    """Average pooling over kernel_size windows; stride defaults to the window."""
+
+    def forward(self, x):
+        out, self._cache = F.avg_pool_forward(x, self.pool_param)
+        return out
+
+    def backward(self, dout, compute_dx: bool = True):
+        return F.avg_pool_backward(dout, self._saved())
+
+
+class _Elementwise(Module):
+    _forward = _backward = None
+
+    def forward(self, x):
+        out, self._cache = type(self)._forward(x)
+        return out
+
+    def backward(self, dout, compute_dx: bool = True):
+        return type(self)._backward(dout, self._saved())
+
+
+class ReLU(_Elementwise):
+    """max(x, 0)."""
+    _forward, _backward = staticmethod(F.relu_forward), staticmethod(F.relu_backward)
+
+
+class Sigmoid(_Elementwise):
+    """1 / (1 + exp(-x)), overflow-free."""
+    _forward, _backward = staticmethod(F.sigmoid_forward), staticmethod(F.sigmoid_backward)
+
+
+class Tanh(_Elementwise):
+    """tanh(x)."""
+    _forward, _backward = staticmethod(F.tanh_forward), staticmethod(F.tanh_backward)
+
+
+class LeakyReLU(Module):
+    """x if x > 0 else negative_slope * x."""
+
+    def __init__(self, negative_slope: float = 0.01):
+        super().__init__()
+        self.negative_slope = negative_slope
+
+    def forward(self, x):
+        out, self._cache = F.leaky_relu_forward(x, self.negative_slope)
+        return out
+
+    def backward(self, dout, compute_dx: bool = True):
+        return F.leaky_relu_backward(dout, self._saved())
+
+    def extra_repr(self):
+        return f"negative_slope={self.negative_slope}"
+
+
+class BatchNorm(Module):
+    """Batch normalization of (N, D) (1d) or per channel of (N, C, H, W) (2d) inputs.
+
+    gamma (1) and beta (0) of shape (num_features,); running_mean (0) / running_var (1)
+    updated with ``momentum`` in training mode and used in eval mode (CS231n rule).
+    """
+
+    param_names = ("gamma", "beta")
+    buffer_names = ("running_mean", "running_var")
+
+    def __init__(self, num_features: int, momentum: float = 0.9, eps: float = 1e-5, dtype="float32"):
+        super().__init__()
+        self.gamma = initializers.constant((num_features,), 1.0, dtype)
+        self.beta = initializers.constant((num_features,), 0.0, dtype)
+        self.running_mean = initializers.constant((num_features,), 0.0, dtype)
+        self.running_var = initializers.constant((num_features,), 1.0, dtype)
+        self.momentum, self.eps = momentum, eps
+
+    def forward(self, x):
+        bn_param = {"mode": "train" if self.training else "test", "momentum": self.momentum, "eps": self.eps,
+                    "running_mean": self.running_mean, "running_var": self.running_var}
+        if x.ndim == 4:
+            out, cache = F.spatial_batchnorm_forward(x, self.gamma, self.beta, bn_param)
+        elif x.ndim == 2:
+            out, cache = F.batchnorm_forward(x, self.gamma, self.beta, bn_param)
+        else:
+            raise ValueError(f"BatchNorm: expected (N, D) or (N, C, H, W) input, got shape {tuple(x.shape)}")
+        self.running_mean, self.running_var = bn_param["running_mean"], bn_param["running_var"]
+        self._cache = (x.ndim, cache)
+        return out
+
+    def backward(self, dout, compute_dx: bool = True):
+        ndim, cache = self._saved()
+        backward = F.spatial_batchnorm_backward if ndim == 4 else F.batchnorm_backward_alt
+        dx, self.grads["gamma"], self.grads["beta"] = backward(dout, cache)
+        return dx
+
+    def extra_repr(self):
+        return f"{self.gamma.shape[0]}, momentum={self.momentum}, eps={self.eps}"
+
+
+BatchNorm1d = BatchNorm2d = BatchNorm
+
+
+class LayerNorm(Module):
+    """Layer normalization of each row of (N, D); gamma (1) and beta (0) of shape (D,)."""
+
+    param_names = ("gamma", "beta")
+
+    def __init__(self, num_features: int, eps: float = 1e-5, dtype="float32"):
+        super().__init__()
+        self.gamma = initializers.constant((num_features,), 1.0, dtype)
+        self.beta = initializers.constant((num_features,), 0.0, dtype)
+        self.eps = eps
+
+    def forward(self, x):
+        out, self._cache = F.layernorm_forward(x, self.gamma, self.beta, {"eps": self.eps})
+        return out
+
+    def backward(self, dout, compute_dx: bool = True):
+        dx, self.grads["gamma"], self.grads["beta"] = F.layernorm_backward(dout, self._saved())
+        return dx
+
+
+class Dropout(Module):
+    """Inverted dropout keeping each unit with probability ``keep_prob`` (CS231n's p).
+
+    Masks are drawn from ``self.rng`` (a numpy Generator; a model shares one stream
+    among its Dropout layers so a checkpoint can restore it). Identity in eval mode.
+    """
+
+    def __init__(self, keep_prob: float = 0.5, rng=None, **kwargs):
+        super().__init__()
+        if "p" in kwargs:
+            raise TypeError(
+                "Dropout takes keep_prob, the probability of keeping a unit (CS231n's convention); "
+                f"PyTorch's Dropout(p={kwargs['p']}) is Dropout(keep_prob={1 - kwargs['p']:g}) here"
+            )
+        if kwargs:
+            raise TypeError(f"Dropout got unexpected arguments {sorted(kwargs)}")
+        if not 0 < keep_prob <= 1:
+            raise ValueError(f"Dropout: keep_prob must be in (0, 1], got {keep_prob!r}")
+        self.keep_prob = keep_prob
+        self.rng = initializers.as_rng(rng)
+
+    def forward(self, x):
+        param = {"p": self.keep_prob, "mode": "train" if self.training else "test", "rng": self.rng}
+        out, self._cache = F.dropout_forward(x, param)
+        return out
+
+    def backward(self, dout, compute_dx: bool = True):
+        return F.dropout_backward(dout, self._saved())
+
+    def extra_repr(self):
+        return f"keep_prob={self.keep_prob}"
+
+
+class Flatten(Module):
+    """(N, d_1, ..., d_k) -> (N, d_1*...*d_k)."""
+
+    def forward(self, x):
+        self._cache = tuple(x.shape)
+        xp = get_array_module(x)
+        return xp.reshape(x, (x.shape[0], math.prod(x.shape[1:])))
+
+    def backward(self, dout, compute_dx: bool = True):
+        shape = self._saved()
+        return get_array_module(dout).reshape(dout, shape)
+
+
+
+__all__ = ["Linear", "Conv2d", "MaxPool2d", "AvgPool2d", "ReLU", "LeakyReLU", "Sigmoid", "Tanh",
+           "BatchNorm", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "Dropout", "Flatten"]

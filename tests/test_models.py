@@ -1,0 +1,189 @@
+"""Models and nn layer objects: CS231n's published values, numeric gradients of every
+parameter on every backend, regularisation, buffers, modes and moving between backends."""
+
+import numpy as np
+import pytest
+
+import gpunet
+from gpunet import nn
+from gpunet.gradcheck import eval_numerical_gradient
+from gpunet.models import FullyConnectedNet, LogisticClassifier, ThreeLayerConvNet, TwoLayerNet
+from tolerances import GRAD_REL_ERROR, model_grad_error
+
+
+def test_two_layer_net_reproduces_cs231n_published_values(backend, put, host):
+    n, d, h, c = 3, 5, 50, 7
+    model = TwoLayerNet(input_dim=d, hidden_dim=h, num_classes=c, weight_scale=1e-3, dtype=np.float64)
+    model.params["W1"] = put(np.linspace(-0.7, 0.3, num=d * h).reshape(d, h))
+    model.params["b1"] = put(np.linspace(-0.1, 0.9, num=h))
+    model.params["W2"] = put(np.linspace(-0.3, 0.4, num=h * c).reshape(h, c))
+    model.params["b2"] = put(np.linspace(-0.9, 0.1, num=c))
+    X = put(np.linspace(-5.5, 4.5, num=n * d).reshape(d, n).T)
+    correct_scores = np.asarray([
+        [11.53165108, 12.2917344, 13.05181771, 13.81190102, 14.57198434, 15.33206765, 16.09215096],
+        [12.05769098, 12.74614105, 13.43459113, 14.1230412, 14.81149128, 15.49994135, 16.18839143],
+        [12.58373087, 13.20054771, 13.81736455, 14.43418138, 15.05099822, 15.66781506, 16.2846319]])
+    np.testing.assert_allclose(host(model.loss(X)), correct_scores, rtol=1e-8)
+    y = put(np.asarray([0, 5, 1]))
+    assert abs(float(host(model.loss(X, y)[0])) - 3.4702243556) < 1e-10
+    model.reg = 1.0
+    assert abs(float(host(model.loss(X, y)[0])) - 26.5948426952) < 1e-10
+
+
+def _fixed_dropout(model):
+    if hasattr(model, "dropout_param"):
+        model.dropout_param["seed"] = 123  # the same mask on every call, as in CS231n
+    return model
+
+
+def _classifier():
+    net = nn.Sequential(
+        nn.Conv2d(2, 3, (3, 2), stride=1, pad=(1, 0), rng=0, dtype="float64"), nn.BatchNorm(3, dtype="float64"),
+        nn.LeakyReLU(0.1), nn.AvgPool2d(2), nn.Conv2d(3, 2, 1, rng=5, dtype="float64"), nn.MaxPool2d((1, 2)),
+        nn.Flatten(), nn.Linear(4, 6, rng=1, dtype="float64"), nn.LayerNorm(6, dtype="float64"), nn.Sigmoid(),
+        nn.Linear(6, 5, init="xavier", rng=2, dtype="float64"), nn.BatchNorm(5, dtype="float64"), nn.Tanh(),
+        nn.Linear(5, 3, init=0.5, rng=3, dtype="float64"))
+    return nn.Classifier(net, reg=0.3, seed=0)
+
+
+MODELS = {
+    "two_layer_relu": (lambda: TwoLayerNet(6, 7, 4, weight_scale=0.5, reg=0.2, dtype=np.float64, seed=0), (5, 6), 4),
+    "two_layer_sigmoid": (lambda: TwoLayerNet(6, 7, 4, weight_scale=0.5, activation="sigmoid", reg=0.2,
+                                              dtype=np.float64, seed=0), (5, 6), 4),
+    "fc_plain": (lambda: FullyConnectedNet([6, 5], input_dim=8, num_classes=4, reg=0.1, weight_scale=0.5,
+                                           dtype=np.float64, seed=0), (5, 2, 4), 4),
+    "fc_batchnorm_dropout": (lambda: FullyConnectedNet([6, 5], input_dim=8, num_classes=4, normalization="batchnorm",
+                                                       dropout_keep_ratio=0.7, reg=0.1, weight_scale=0.5,
+                                                       dtype=np.float64, seed=0), (6, 8), 4),
+    "fc_layernorm": (lambda: FullyConnectedNet([6, 5], input_dim=8, num_classes=4, normalization="layernorm",
+                                               reg=0.1, weight_scale=0.5, dtype=np.float64, seed=0), (6, 8), 4),
+    "three_layer_conv": (lambda: ThreeLayerConvNet((2, 6, 4), num_filters=3, filter_size=3, hidden_dim=5,
+                                                   num_classes=4, weight_scale=0.3, reg=0.05, dtype=np.float64,
+                                                   seed=0), (3, 2, 6, 4), 4),
+    "logistic": (lambda: LogisticClassifier(5, weight_scale=0.5, reg=0.1, dtype=np.float64, seed=0), (7, 5), 2),
+    "nn_classifier": (_classifier, (4, 2, 4, 5), 3),
+}
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_model_gradients_match_numeric(name, backend, put, host):
+    make, x_shape, classes = MODELS[name]
+    model = _fixed_dropout(make())
+    rng = np.random.default_rng(1)
+    X, y = put(rng.standard_normal(x_shape)), put(rng.integers(0, classes, x_shape[0]))
+    state = model.rng.bit_generator.state
+
+    def f(_):
+        model.rng.bit_generator.state = state
+        return model.loss(X, y)[0]
+
+    model.rng.bit_generator.state = state
+    loss, grads = model.loss(X, y)
+    assert set(grads) == set(model.params)
+    for k in model.params:
+        numeric = eval_numerical_gradient(f, model.params[k], verbose=False)
+        if np.abs(numeric).max() < 1e-8:  # a bias right before a batchnorm: no effect at all
+            assert np.abs(host(grads[k])).max() < 1e-10
+            continue
+        err = model_grad_error(grads[k], numeric)
+        assert err <= GRAD_REL_ERROR, f"{name}: {k}: rel_error {err:.2e}"
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_scores_shape_and_test_mode(name, put, host):
+    make, x_shape, classes = MODELS[name]
+    model = make()
+    X = put(np.random.default_rng(2).standard_normal(x_shape))
+    s1, s2 = host(model.loss(X)), host(model.loss(X))
+    assert s1.shape == (x_shape[0], classes)
+    np.testing.assert_array_equal(s1, s2)  # test mode: no dropout, running statistics, nothing updated
+
+
+def test_regularisation_is_half_reg_sum_of_squared_weights(host):
+    model = FullyConnectedNet([5], input_dim=4, num_classes=3, weight_scale=0.3, dtype=np.float64, seed=1)
+    X, y = np.random.default_rng(0).standard_normal((6, 4)), np.array([0, 1, 2, 0, 1, 2])
+    base, _ = model.loss(X, y)
+    model.reg = 0.7
+    regd, _ = model.loss(X, y)
+    expected = 0.5 * 0.7 * sum(np.sum(model.params[k] ** 2) for k in ("W1", "W2"))
+    assert float(regd) - float(base) == pytest.approx(expected, rel=1e-12)
+
+
+def test_same_seed_same_weights_on_every_backend(host):
+    a = FullyConnectedNet([7], input_dim=5, seed=42)
+    with gpunet.use_backend("strict"):
+        b = FullyConnectedNet([7], input_dim=5, seed=42)
+    for k in a.params:
+        np.testing.assert_array_equal(host(a.params[k]), host(b.params[k]))
+    assert host(a.params["W1"]).dtype == np.float32
+
+
+def test_model_to_moves_params_and_buffers(host):
+    model = FullyConnectedNet([4], input_dim=3, normalization="batchnorm", seed=0)
+    model.to("strict")
+    assert all(gpunet.backend.backend_of(v) == "strict" for v in model.params.values())
+    assert all(gpunet.backend.backend_of(v) == "strict" for v in model.get_buffers().values())
+    with gpunet.use_backend("strict"):
+        X, y = gpunet.asarray(np.ones((2, 3)), "float32"), gpunet.asarray(np.array([0, 1]))
+    loss, grads = model.loss(X, y)
+    model.to("numpy")
+    assert isinstance(model.params["W1"], np.ndarray)
+
+
+def test_batchnorm_buffers_round_trip():
+    model = FullyConnectedNet([4, 3], input_dim=3, normalization="batchnorm", seed=0)
+    model.loss(np.random.default_rng(0).standard_normal((5, 3)), np.array([0, 1, 2, 3, 4]) % 3 * 0 + np.array([0, 1, 0, 1, 0]))
+    buffers = {k: v.copy() for k, v in model.get_buffers().items()}
+    assert set(buffers) == {"bn1.running_mean", "bn1.running_var", "bn2.running_mean", "bn2.running_var"}
+    fresh = FullyConnectedNet([4, 3], input_dim=3, normalization="batchnorm", seed=0)
+    fresh.set_buffers(buffers)
+    for k, v in fresh.get_buffers().items():
+        np.testing.assert_array_equal(v, buffers[k])
+    with pytest.raises(ValueError, match="no buffers"):
+        fresh.set_buffers({"bn9.running_mean": buffers["bn1.running_mean"]})
+
+
+def test_param_dict_writes_through_to_the_layer():
+    layer = nn.Linear(3, 2, rng=0)
+    model = nn.Classifier(nn.Sequential(layer))
+    new_w = np.zeros((3, 2), dtype=np.float32)
+    model.params["0.W"] = new_w
+    assert layer.W is new_w
+    with pytest.raises(ValueError, match=r"expected shape \(3, 2\)"):
+        model.params["0.W"] = np.zeros((2, 3), dtype=np.float32)
+    with pytest.raises(KeyError, match="no parameter named"):
+        model.params["1.W"] = new_w
+
+
+def test_dropout_refuses_pytorch_p_and_train_eval_switch(host):
+    with pytest.raises(TypeError, match=r"Dropout\(keep_prob=0.8\)"):
+        nn.Dropout(p=0.2)
+    drop = nn.Dropout(0.5, rng=0)
+    x = np.ones((4, 50), dtype=np.float32)
+    assert (drop(x) == 0).any()
+    drop.eval()
+    np.testing.assert_array_equal(drop(x), x)
+
+
+def test_backward_before_forward_is_a_clear_error():
+    with pytest.raises(RuntimeError, match="backward called before forward"):
+        nn.ReLU().backward(np.ones(2))
+
+
+def test_model_argument_errors():
+    with pytest.raises(ValueError, match="normalization must be"):
+        FullyConnectedNet([3], normalization="groupnorm")
+    with pytest.raises(ValueError, match="keep probability"):
+        FullyConnectedNet([3], dropout_keep_ratio=0)
+    with pytest.raises(ValueError, match="activation must be"):
+        TwoLayerNet(activation="gelu")
+    with pytest.raises(ValueError, match="must be even"):
+        ThreeLayerConvNet(input_dim=(3, 31, 32))
+    with pytest.raises(ValueError, match="reg must be"):
+        TwoLayerNet(reg=-1)
+
+
+def test_model_casts_inputs_to_its_dtype(host):
+    model = TwoLayerNet(4, 3, 2, dtype=np.float64, seed=0)
+    scores = model.loss(np.ones((2, 4), dtype=np.float32))
+    assert host(scores).dtype == np.float64
