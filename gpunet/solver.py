@@ -22,6 +22,14 @@ No host sync per step: each step's loss is written into a device buffer; the buf
 back (one transfer) every ``print_every`` iterations and at the end of each epoch, which is
 also where non-finite losses are detected (so detection may lag by up to ``print_every``
 iterations; the error still names the first bad iteration).
+
+``history``: ``loss`` per iteration; ``train_acc``, ``val_acc``, ``val_loss`` and ``lr``
+(the rate of the epoch's last step) per epoch, evaluated at each epoch end (CS231n also
+evaluated after the first iteration; here each list has one entry per finished epoch).
+Schedules are applied per epoch, warm-up per iteration. Checkpoints are taken at epoch
+ends; resuming one gives bitwise the parameters of an unbroken run on the same backend,
+provided the model draws its randomness from ``model.rng`` (a ``numpy.random.Generator``,
+checkpointed) rather than the global ``np.random``.
 """
 
 from __future__ import annotations

@@ -695,3 +695,29 @@ def test_bad_data_and_model_raise():
     s = Solver(TinyNet(), data, **quiet())
     with pytest.raises(ValueError, match=r"labels must lie in \[0, 2\]"):
         s.check_accuracy(data["X_val"], data["y_val"] + 5)
+
+
+# --- with the library's own models -----------------------------------------------------------
+
+
+def test_resume_is_exact_with_fully_connected_net_batchnorm_dropout(backend, tmp_path):
+    models = pytest.importorskip("gpunet.models")
+    r = np.random.default_rng(0)
+    X = r.normal(size=(100, 8)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(np.int64) + (X[:, 1] > 0.5)
+    data = dict(X_train=X[:70], y_train=y[:70], X_val=X[70:], y_val=y[70:])
+
+    def net(seed):
+        return models.FullyConnectedNet([12, 12], input_dim=8, num_classes=3, reg=1e-3,
+                                        dropout_keep_ratio=0.8, normalization="batchnorm",
+                                        seed=seed)
+
+    kw = quiet(update_rule="adamw", optim_config={"learning_rate": 1e-2}, batch_size=16,
+               num_epochs=3, num_train_samples=30)
+    m1 = net(0)
+    Solver(m1, data, checkpoint_name=str(tmp_path / "a"), **kw).train()
+    m2 = net(1)
+    Solver(m2, data, resume=tmp_path / "a_epoch_1.npz", **kw).train()
+    assert_same_params(params_np(m1), params_np(m2))
+    assert_same_params({k: gpunet.to_numpy(v) for k, v in m1.get_buffers().items()},
+                       {k: gpunet.to_numpy(v) for k, v in m2.get_buffers().items()})
