@@ -19,7 +19,7 @@ __version__ = "0.1.0"
 
 _SUBMODULES = {
     "backend", "layers", "losses", "gradcheck", "optim", "nn", "models", "solver",
-    "data", "distributed", "cuda", "schedules",
+    "data", "distributed", "cuda", "schedules", "init", "checkpoint", "cli",
 }
 
 __all__ = [

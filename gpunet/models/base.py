@@ -7,7 +7,7 @@ import numpy as np
 
 from ..backend import asarray, get_array_module, use_backend
 from ..backend.namespace import xp_dtype
-from ..rng import as_rng
+from ..init import as_rng, weight_std
 
 
 class Model:
@@ -34,6 +34,10 @@ class Model:
     def _new(self, host: np.ndarray):
         """A parameter from host values, in the model's dtype on the current backend."""
         return asarray(host, dtype=self.dtype)
+
+    def _weight(self, shape, weight_scale, fan_in: int, fan_out: int):
+        """N(0, std^2) weights: std = weight_scale (a number, as CS231n) or "he" / "xavier"."""
+        return self._new(self.rng.standard_normal(shape) * weight_std(weight_scale, fan_in, fan_out))
 
     def _input(self, X):
         """X in the model's dtype (CS231n's ``X.astype(self.dtype)``), without a copy when it already is."""

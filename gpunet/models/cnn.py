@@ -13,7 +13,7 @@ class ThreeLayerConvNet(Model):
     """params: W1 (F, C, fs, fs), b1 (F,), W2 (F*H/2*W/2, hidden), b2, W3 (hidden, classes), b3.
 
     The convolution keeps the spatial size (stride 1, pad (fs - 1) / 2, fs odd); the pool
-    halves it (H and W must be even).
+    halves it (H and W must be even). ``weight_scale``: a standard deviation, "he" or "xavier".
     """
 
     reg_names = ("W1", "W2", "W3")
@@ -26,15 +26,17 @@ class ThreeLayerConvNet(Model):
             raise ValueError(f"filter_size must be odd so padding keeps the size, got {filter_size}")
         if h % 2 or w % 2:
             raise ValueError(f"input height and width must be even for the 2x2 pool, got {h}x{w}")
-        r = self.rng
+        fan_conv = c * filter_size * filter_size
+        flat = num_filters * (h // 2) * (w // 2)
         self.conv_param = {"stride": 1, "pad": (filter_size - 1) // 2}
         self.pool_param = {"pool_height": 2, "pool_width": 2, "stride": 2}
         self.params = {
-            "W1": self._new(r.standard_normal((num_filters, c, filter_size, filter_size)) * weight_scale),
+            "W1": self._weight((num_filters, c, filter_size, filter_size), weight_scale, fan_conv,
+                               num_filters * filter_size * filter_size),
             "b1": self._new(np.zeros(num_filters)),
-            "W2": self._new(r.standard_normal((num_filters * (h // 2) * (w // 2), hidden_dim)) * weight_scale),
+            "W2": self._weight((flat, hidden_dim), weight_scale, flat, hidden_dim),
             "b2": self._new(np.zeros(hidden_dim)),
-            "W3": self._new(r.standard_normal((hidden_dim, num_classes)) * weight_scale),
+            "W3": self._weight((hidden_dim, num_classes), weight_scale, hidden_dim, num_classes),
             "b3": self._new(np.zeros(num_classes)),
         }
 

@@ -17,7 +17,8 @@ _ACTIVATIONS = {
 class TwoLayerNet(Model):
     """affine - relu (or sigmoid, as in I2DL) - affine - softmax.
 
-    params: W1 (D, H), b1 (H,), W2 (H, C), b2 (C,); weights N(0, weight_scale^2).
+    params: W1 (D, H), b1 (H,), W2 (H, C), b2 (C,); weights N(0, weight_scale^2)
+    (``weight_scale`` may also be "he" or "xavier").
     """
 
     reg_names = ("W1", "W2")
@@ -28,11 +29,10 @@ class TwoLayerNet(Model):
         if activation not in _ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
         self.activation = activation
-        r = self.rng
         self.params = {
-            "W1": self._new(r.standard_normal((input_dim, hidden_dim)) * weight_scale),
+            "W1": self._weight((input_dim, hidden_dim), weight_scale, input_dim, hidden_dim),
             "b1": self._new(np.zeros(hidden_dim)),
-            "W2": self._new(r.standard_normal((hidden_dim, num_classes)) * weight_scale),
+            "W2": self._weight((hidden_dim, num_classes), weight_scale, hidden_dim, num_classes),
             "b2": self._new(np.zeros(num_classes)),
         }
 
@@ -57,6 +57,7 @@ class FullyConnectedNet(Model):
     """{affine - [batch/layer norm] - relu - [dropout]} x (L - 1) - affine - softmax.
 
     params: W1..WL, b1..bL, and gamma1..gamma(L-1), beta1..beta(L-1) with normalization.
+    Weights N(0, weight_scale^2), or per layer "he" / "xavier" scaled.
     ``dropout_keep_ratio`` is the keep probability (1 = no dropout). ``seed`` makes the
     initialisation and the dropout masks reproducible; set ``model.dropout_param['seed']``
     to fix the mask across calls (CS231n's gradient-check trick).
@@ -76,7 +77,7 @@ class FullyConnectedNet(Model):
         self.reg_names = tuple(f"W{i}" for i in range(1, self.num_layers + 1))
         dims = [input_dim, *hidden_dims, num_classes]
         for i in range(1, self.num_layers + 1):
-            self.params[f"W{i}"] = self._new(self.rng.standard_normal((dims[i - 1], dims[i])) * weight_scale)
+            self.params[f"W{i}"] = self._weight((dims[i - 1], dims[i]), weight_scale, dims[i - 1], dims[i])
             self.params[f"b{i}"] = self._new(np.zeros(dims[i]))
             if normalization and i < self.num_layers:
                 self.params[f"gamma{i}"] = self._new(np.ones(dims[i]))

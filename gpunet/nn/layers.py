@@ -6,7 +6,7 @@ import math
 
 from .. import layers as F
 from ..backend import get_array_module
-from . import init as initializers
+from .. import init as initializers
 from .module import Module
 
 

@@ -1,5 +1,9 @@
-"""Weight initialisation, drawn on the host with a seeded NumPy Generator and then placed
-on the current backend (so the same seed gives the same weights on every backend)."""
+"""Weight initialisation and random generators.
+
+Weights are drawn on the host with a seeded NumPy Generator and then placed on the
+current backend, so the same seed gives the same weights on every backend. Every random
+draw in gpunet goes through a Generator the caller owns (a model's ``rng``, a Solver's),
+never NumPy's global state."""
 
 from __future__ import annotations
 
@@ -7,8 +11,12 @@ import math
 
 import numpy as np
 
-from ..backend import asarray
-from ..rng import as_rng
+from .backend import asarray
+
+
+def as_rng(rng) -> np.random.Generator:
+    """A numpy Generator from a Generator (returned as is), an int seed or None (fresh entropy)."""
+    return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
 
 
 def weight_std(init, fan_in: int, fan_out: int) -> float:

@@ -1,0 +1,67 @@
+"""Human-readable facts about the backends: versions, BLAS, CUDA device."""
+
+from __future__ import annotations
+
+import platform
+
+import numpy as np
+
+from .cupy_probe import cupy_status
+
+
+def blas_summary() -> str:
+    """The BLAS NumPy calls (name, version, threads) as one line."""
+    try:
+        from threadpoolctl import threadpool_info
+
+        pools = [p for p in threadpool_info() if p.get("user_api") == "blas"]
+        if pools:
+            return "; ".join(f"{p.get('internal_api')} {p.get('version')} ({p.get('num_threads')} threads, "
+                             f"{p.get('architecture', '?')})" for p in pools)
+    except ImportError:
+        pass
+    try:
+        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        return f"{blas.get('name')} {blas.get('version', '')}".strip()
+    except Exception as exc:  # show_config's layout is not a stable API
+        return f"unknown ({type(exc).__name__})"
+
+
+def device_summary(backend: str) -> str:
+    """Where arrays of ``backend`` live, e.g. "CPU (x86_64)" or "CUDA device 0: NVIDIA A100 (40.0 GiB)"."""
+    if backend == "cupy":
+        cupy, _ = cupy_status()
+        dev = cupy.cuda.Device()
+        props = cupy.cuda.runtime.getDeviceProperties(dev.id)
+        name = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
+        return f"CUDA device {dev.id}: {name} ({props['totalGlobalMem'] / 2**30:.1f} GiB, compute {dev.compute_capability})"
+    if backend == "strict":
+        return "array_api_strict test device (runs on the CPU)"
+    return f"CPU ({platform.machine()}, NumPy {np.__version__}, BLAS: {blas_summary()})"
+
+
+def report() -> list[str]:
+    """Lines for ``gpunet info``."""
+    import gpunet
+
+    lines = [
+        f"gpunet {gpunet.__version__}",
+        f"python {platform.python_version()} ({platform.platform()})",
+        f"numpy {np.__version__}",
+        f"BLAS: {blas_summary()}",
+    ]
+    try:
+        import cupy
+
+        installed = f"CuPy {cupy.__version__} installed"
+    except ImportError:
+        installed = None
+    cupy_mod, reason = cupy_status()
+    if cupy_mod is not None:
+        lines.append(f"{installed}; usable: {device_summary('cupy')}")
+    elif installed:
+        lines.append(f"{installed}; not usable: {reason}")
+    else:
+        lines.append(f"CuPy: not usable: {reason}")
+    lines.append(f"default backend (GPUNET_BACKEND or numpy): {gpunet.get_backend()}")
+    return lines
