@@ -41,7 +41,7 @@ def put(backend):
 
     def _put(a, dtype=None):
         with gpunet.use_backend(backend):
-            return gpunet.asarray(np.asarray(a), dtype=dtype)
+            return gpunet.asarray(np.array(a, copy=True), dtype=dtype)
 
     return _put
 
