@@ -35,6 +35,7 @@ checkpointed) rather than the global ``np.random``.
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 import math
 import time
 import warnings
@@ -128,7 +129,7 @@ class Solver:
     def __init__(self, model, data, **kwargs):
         self.model = model
         params = getattr(model, "params", None)
-        if not isinstance(params, dict) or not params:
+        if not isinstance(params, Mapping) or not params:
             raise TypeError(
                 "model must have a non-empty dict `params` (name -> array) and a method "
                 "`loss(X, y=None)` (the CS231n model contract)"
