@@ -187,3 +187,28 @@ def test_model_casts_inputs_to_its_dtype(host):
     model = TwoLayerNet(4, 3, 2, dtype=np.float64, seed=0)
     scores = model.loss(np.ones((2, 4), dtype=np.float32))
     assert host(scores).dtype == np.float64
+
+
+def test_nn_classifier_trains_with_the_solver_and_resumes_exactly(tmp_path):
+    from gpunet.data import load_digits
+    from gpunet.solver import Solver
+
+    def make(seed):
+        net = nn.Sequential(nn.Conv2d(1, 4, 3, pad=1, rng=seed), nn.BatchNorm(4), nn.ReLU(), nn.MaxPool2d(2),
+                            nn.Flatten(), nn.Dropout(0.9), nn.Linear(4 * 4 * 4, 10, rng=seed + 1))
+        return nn.Classifier(net, reg=1e-4, seed=seed)
+
+    data = load_digits(seed=0).as_solver_data()
+    kw = dict(update_rule="adam", optim_config={"learning_rate": 3e-3}, batch_size=64, verbose=False, seed=0)
+    straight = make(0)
+    Solver(straight, data, num_epochs=3, **kw).train()
+    first = make(0)
+    Solver(first, data, num_epochs=2, checkpoint_name=str(tmp_path / "c"), restore_best=False, **kw).train()
+    resumed = make(7)  # different initialisation and dropout stream: all of it comes from the checkpoint
+    solver = Solver(resumed, data, num_epochs=3, resume=str(tmp_path / "c_epoch_2.npz"), **kw)
+    solver.train()
+    assert solver.check_accuracy(data["X_val"], data["y_val"]) > 0.5
+    for k in straight.params:
+        np.testing.assert_array_equal(resumed.params[k], straight.params[k])
+    for k, v in straight.get_buffers().items():
+        np.testing.assert_array_equal(resumed.get_buffers()[k], v)
