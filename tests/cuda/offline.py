@@ -61,7 +61,8 @@ def require_cupy():
     try:
         import cupy
     except ImportError as exc:
-        pytest.skip(f"offline CUDA checks need CuPy and NVRTC from pip ({exc}): {EXTRA_HINT}")
+        pytest.skip(f"offline CUDA checks need CuPy and NVRTC from pip ({exc}): {EXTRA_HINT}",
+                    allow_module_level=True)
     return cupy
 
 
@@ -73,7 +74,8 @@ def require_nvrtc():
     try:
         nvrtc.getVersion()
     except Exception as exc:  # the library itself is missing
-        pytest.skip(f"NVRTC is not loadable ({type(exc).__name__}: {exc}): {EXTRA_HINT}")
+        pytest.skip(f"NVRTC is not loadable ({type(exc).__name__}: {exc}): {EXTRA_HINT}",
+                    allow_module_level=True)
     return nvrtc
 
 

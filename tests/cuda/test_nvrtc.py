@@ -68,3 +68,11 @@ def test_broken_kernel_fails_to_compile(body, message):
     assert not result.ok
     assert "error" in result.log and message in result.log, result.log
 
+
+
+def test_moved_cupy_internals_are_named_as_such(monkeypatch):
+    from cupy._core import _kernel
+
+    monkeypatch.delattr(_kernel, "_get_elementwise_kernel_code")
+    with pytest.raises(offline.CupyInternalsMoved, match=r"written for CuPy .*kernels. extra"):
+        offline.cuda_source(KERNELS["gpunet_relu_backward"], "float32")
