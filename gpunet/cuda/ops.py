@@ -81,5 +81,8 @@ class CupyOps(Ops):
         if seed is not None:
             return super().uniform(shape, like, seed)
         dtype = host_dtype(like.dtype)
-        draw = dtype if dtype in (np.float32, np.float64) else np.dtype(np.float32)
-        return self.xp.random.random(shape, dtype=draw).astype(dtype, copy=False)
+        if dtype in (np.float32, np.float64):
+            return self.xp.random.random(shape, dtype=dtype)
+        # float16: draw float32 and keep values that round up to 1.0 below 1
+        u = self.xp.random.random(shape, dtype=np.float32).astype(dtype)
+        return self.xp.minimum(u, np.nextafter(dtype.type(1), dtype.type(0)))

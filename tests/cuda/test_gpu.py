@@ -113,6 +113,17 @@ def test_conv_kernels(cp, ops, rng, dtype, x_shape, kernel, stride, pad):
         _close(back, _generic_numpy("col2im", c, x_shape, *kernel, stride, pad), dtype)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_uniform(cp, ops, dtype):
+    like = cp.zeros(1, dtype=dtype)
+    u = ops.uniform((1000, 3), like=like)  # drawn on the device
+    assert u.dtype == np.dtype(dtype) and u.shape == (1000, 3)
+    host = cp.asnumpy(u)
+    assert host.min() >= 0 and host.max() < 1 and 0.4 < host.mean() < 0.6
+    seeded = ops.uniform((5,), like=like, seed=7)  # host PCG64: the same on every backend
+    np.testing.assert_array_equal(cp.asnumpy(seeded), Ops(np).uniform((5,), np.zeros(1, dtype), 7))
+
+
 # --- launch geometry ---------------------------------------------------------------------
 
 

@@ -273,3 +273,20 @@ def test_unsupported_inputs_take_the_generic_path(cpu_ops, rng):
     dy, y = rng.standard_normal(8).astype(np.float32), rng.standard_normal(8)
     np.testing.assert_array_equal(cpu_ops.relu_backward(dy, y), GENERIC.relu_backward(dy, y))
     assert all(r.calls == 0 for r in cpu_ops.runners.values())
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+def test_uniform_without_seed_stays_below_one(dtype):
+    """CupyOps.uniform draws with cupy.random; here a stand-in namespace whose generator
+    returns the largest float32 below 1, which rounds to 1.0 in float16."""
+    from types import SimpleNamespace
+
+    def random(shape, dtype):
+        return np.full(shape, np.nextafter(np.float32(1), np.float32(0)), dtype=dtype)
+
+    fake = SimpleNamespace(random=SimpleNamespace(random=random), minimum=np.minimum)
+    u = CupyOps(fake).uniform((3, 4), like=np.zeros(1, dtype))
+    assert u.dtype == np.dtype(dtype) and u.shape == (3, 4)
+    assert np.all(u < 1) and np.all(u > 0.99)
+    seeded = CupyOps(fake).uniform((5,), like=np.zeros(1, dtype), seed=3)
+    np.testing.assert_array_equal(seeded, GENERIC.uniform((5,), np.zeros(1, dtype), 3))
