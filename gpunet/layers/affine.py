@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from ..backend import get_ops
 from . import _checks
 
 
@@ -15,7 +16,8 @@ def affine_forward(x, w, b):
     """
     xp = _checks.float_inputs("affine_forward", x=x, w=w, b=b)
     x2 = _flat(xp, "affine_forward", x, w, b)
-    out = xp.matmul(x2, w) + b
+    out = xp.matmul(x2, w)
+    out += b  # in place on the fresh product: no second (N, M) array
     return out, (x, w, b)
 
 
@@ -29,7 +31,7 @@ def affine_backward(dout, cache, compute_dx: bool = True):
     xp = _checks.float_inputs("affine_backward", dout=dout, x=x, w=w)
     _checks.shape("affine_backward", "dout", dout, (x.shape[0], w.shape[1]), "N, M of the forward pass")
     x2 = _flat(xp, "affine_backward", x, w, b)
-    dw = xp.matmul(x2.T, dout)
+    dw = get_ops(xp).matmul_tn(x2, dout)  # x2.T @ dout; NumPy's matmul misses BLAS at N = 1
     db = xp.sum(dout, axis=0)
     dx = xp.reshape(xp.matmul(dout, w.T), x.shape) if compute_dx else None
     return dx, dw, db

@@ -1,16 +1,58 @@
-"""2-D convolution (cross-correlation, as CS231n and PyTorch) by im2col and one GEMM.
+"""2-D convolution (cross-correlation, as CS231n and PyTorch) by im2col and GEMM.
 
-The column layout and the generic im2col/col2im are in ``gpunet/backend/ops.py``;
-the CUDA kernels in ``gpunet/cuda/conv.py``.
+The math is ``get_ops(xp).conv2d_forward`` / ``conv2d_backward``: the generic version and
+the column layout are in ``gpunet/backend/ops.py``, NumPy's in ``numpy_ops.py``, the CUDA
+kernels in ``gpunet/cuda/conv.py``.
+
+Memory: the batch is split so that one chunk's im2col columns never exceed the column
+budget (default 256 MiB; :func:`set_column_budget`, or the environment variable
+``GPUNET_CONV_BUDGET_MB`` read at import). Results do not depend on the budget.
 """
 
 from __future__ import annotations
+
+import os
 
 from ..backend import get_ops
 from ..backend.ops import conv_output_size
 from . import _checks
 
 _KEYS = {"stride", "pad"}
+BUDGET_ENV = "GPUNET_CONV_BUDGET_MB"
+DEFAULT_BUDGET_MB = 256
+
+
+def _budget_from_env() -> int:
+    raw = os.environ.get(BUDGET_ENV)
+    if raw is None or raw.strip() == "":
+        return DEFAULT_BUDGET_MB * 2**20
+    try:
+        mb = float(raw)
+    except ValueError:
+        mb = -1.0
+    if not mb > 0:
+        raise ValueError(f"{BUDGET_ENV} must be a number of MiB > 0, got {raw!r}")
+    return int(mb * 2**20)
+
+
+_column_budget = _budget_from_env()
+
+
+def set_column_budget(nbytes: int) -> int:
+    """Set the most bytes one chunk of convolution columns may take; returns the old value.
+
+    Convolutions split the batch to stay under it (at least one sample per chunk).
+    """
+    global _column_budget
+    if isinstance(nbytes, bool) or not isinstance(nbytes, int) or nbytes < 1:
+        raise ValueError(f"set_column_budget: nbytes must be an int >= 1, got {nbytes!r}")
+    old, _column_budget = _column_budget, nbytes
+    return old
+
+
+def get_column_budget() -> int:
+    """The current convolution column budget in bytes."""
+    return _column_budget
 
 
 def conv_geometry(fn: str, x_shape, w_shape, conv_param):
@@ -51,12 +93,9 @@ def conv_forward(x, w, b, conv_param):
     _checks.ndim(fn, "w", w, 4, "(F, C, HH, WW)")
     f, _, kh, kw = w.shape
     _checks.shape(fn, "b", b, (f,), "F = w.shape[0]")
-    stride, pad, (oh, ow) = conv_geometry(fn, x.shape, w.shape, conv_param)
-    n = x.shape[0]
-    cols = get_ops(xp).im2col(x, kh, kw, stride, pad)  # (C*HH*WW, N*OH*OW)
-    out = xp.matmul(xp.reshape(w, (f, -1)), cols) + xp.reshape(b, (f, 1))
-    out = xp.permute_dims(xp.reshape(out, (f, n, oh, ow)), (1, 0, 2, 3))
-    return out, (x.shape, w, b, stride, pad, cols)
+    stride, pad, _ = conv_geometry(fn, x.shape, w.shape, conv_param)
+    out, saved = get_ops(xp).conv2d_forward(x, w, b, stride, pad, _column_budget)
+    return out, (x.shape, w, b, stride, pad, saved)
 
 
 def conv_backward(dout, cache, compute_dx: bool = True):
@@ -64,7 +103,7 @@ def conv_backward(dout, cache, compute_dx: bool = True):
 
     ``compute_dx=False`` skips dx (returns None), e.g. for a model's first layer.
     """
-    x_shape, w, b, stride, pad, cols = cache
+    x_shape, w, b, stride, pad, saved = cache
     fn = "conv_backward"
     xp = _checks.float_inputs(fn, dout=dout, w=w)
     f, _, kh, kw = w.shape
@@ -72,11 +111,4 @@ def conv_backward(dout, cache, compute_dx: bool = True):
     oh = conv_output_size(x_shape[2], kh, stride[0], pad[0])
     ow = conv_output_size(x_shape[3], kw, stride[1], pad[1])
     _checks.shape(fn, "dout", dout, (n, f, oh, ow), "(N, F, OH, OW) of the forward pass")
-    dout2 = xp.reshape(xp.permute_dims(dout, (1, 0, 2, 3)), (f, n * oh * ow))
-    db = xp.sum(dout2, axis=1)
-    dw = xp.reshape(xp.matmul(dout2, cols.T), w.shape)
-    dx = None
-    if compute_dx:
-        dcols = xp.matmul(xp.reshape(w, (f, -1)).T, dout2)
-        dx = get_ops(xp).col2im(dcols, x_shape, kh, kw, stride, pad)
-    return dx, dw, db
+    return get_ops(xp).conv2d_backward(dout, x_shape, w, stride, pad, saved, compute_dx, _column_budget)

@@ -1,13 +1,15 @@
 """Max and average pooling over (pool_height, pool_width) windows with any stride.
 
-Written as a loop over the kh*kw window offsets, each a strided slice of the input:
-never a Python loop over pixels, no scatter. Max-pool ties send the gradient to the
-first maximum in row-major window order (as PyTorch), deterministically.
+The math is in ``get_ops(xp)`` (``max_pool``, ``avg_pool`` and their backward passes;
+generic in ``gpunet/backend/ops.py``): a loop over the kh*kw window offsets, each a
+strided slice of the input, never a Python loop over pixels, no scatter. Max-pool ties
+send the gradient to the first maximum in row-major window order (as PyTorch),
+deterministically.
 """
 
 from __future__ import annotations
 
-from ..backend.namespace import zeros
+from ..backend import get_ops
 from ..backend.ops import conv_output_size
 from . import _checks
 
@@ -37,22 +39,12 @@ def pool_geometry(fn: str, x, pool_param):
     return kh, kw, stride, tuple(out)
 
 
-def _window(i: int, j: int, stride, out_hw):
-    """Index of the input elements at window offset (i, j) of every output position."""
-    (sh, sw), (oh, ow) = stride, out_hw
-    return (slice(None), slice(None), slice(i, i + sh * (oh - 1) + 1, sh), slice(j, j + sw * (ow - 1) + 1, sw))
-
-
 def max_pool_forward(x, pool_param):
     """Max pooling of x (N, C, H, W); pool_param: 'pool_height', 'pool_width', 'stride'
     (int or (h, w); default: the window, i.e. non-overlapping). Returns out (N, C, OH, OW), cache."""
     xp = _checks.float_inputs("max_pool_forward", x=x)
     kh, kw, stride, out_hw = pool_geometry("max_pool_forward", x, pool_param)
-    out = x[_window(0, 0, stride, out_hw)]
-    for i in range(kh):
-        for j in range(kw):
-            if i or j:
-                out = xp.maximum(out, x[_window(i, j, stride, out_hw)])
+    out = get_ops(xp).max_pool(x, kh, kw, stride, out_hw)
     return out, (x, out, pool_param)
 
 
@@ -62,44 +54,21 @@ def max_pool_backward(dout, cache):
     xp = _checks.float_inputs("max_pool_backward", dout=dout, x=x)
     kh, kw, stride, out_hw = pool_geometry("max_pool_backward", x, pool_param)
     _checks.shape("max_pool_backward", "dout", dout, out.shape, "(N, C, OH, OW) of the forward pass")
-    dx = zeros(x.shape, like=dout)
-    routed = None  # positions whose gradient has been sent already
-    for i in range(kh):
-        for j in range(kw):
-            region = _window(i, j, stride, out_hw)
-            hit = x[region] == out
-            if routed is not None:
-                hit = xp.logical_and(hit, xp.logical_not(routed))
-                routed = xp.logical_or(routed, hit)
-            else:
-                routed = hit
-            dx[region] = dx[region] + xp.where(hit, dout, 0.0)
-    return dx
+    return get_ops(xp).max_pool_backward(dout, x, out, kh, kw, stride, out_hw)
 
 
 def avg_pool_forward(x, pool_param):
     """Average pooling of x (N, C, H, W); pool_param as for :func:`max_pool_forward`.
     Returns out (N, C, OH, OW) and cache."""
-    _checks.float_inputs("avg_pool_forward", x=x)
+    xp = _checks.float_inputs("avg_pool_forward", x=x)
     kh, kw, stride, out_hw = pool_geometry("avg_pool_forward", x, pool_param)
-    total = x[_window(0, 0, stride, out_hw)]
-    for i in range(kh):
-        for j in range(kw):
-            if i or j:
-                total = total + x[_window(i, j, stride, out_hw)]
-    return total / (kh * kw), (x.shape, (kh, kw, stride, out_hw))
+    return get_ops(xp).avg_pool(x, kh, kw, stride, out_hw), (x.shape, (kh, kw, stride, out_hw))
 
 
 def avg_pool_backward(dout, cache):
     """dx (N, C, H, W) of average pooling: dout / (kh*kw) to every element of its window."""
     x_shape, (kh, kw, stride, out_hw) = cache
-    _checks.float_inputs("avg_pool_backward", dout=dout)
+    xp = _checks.float_inputs("avg_pool_backward", dout=dout)
     _checks.shape("avg_pool_backward", "dout", dout, x_shape[:2] + out_hw, "(N, C, OH, OW) of the forward pass")
-    share = dout / (kh * kw)
-    dx = zeros(x_shape, like=dout)
-    for i in range(kh):
-        for j in range(kw):
-            region = _window(i, j, stride, out_hw)
-            dx[region] = dx[region] + share
-    return dx
+    return get_ops(xp).avg_pool_backward(dout, x_shape, kh, kw, stride, out_hw)
 

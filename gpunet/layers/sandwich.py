@@ -24,10 +24,28 @@ def affine_relu_backward(dout, cache, compute_dx: bool = True):
     return affine_backward(relu_backward(dout, out), fc_cache, compute_dx)
 
 
+def _relu_own(a):
+    """relu_forward of an array this module owns (a fresh conv output), rectified in place.
+
+    Returns (out, cache) like :func:`relu_forward`; the cache is the output, which has the
+    sign of the input where it matters (> 0), so relu_backward gives the same gradient.
+    """
+    xp = _checks.float_inputs("relu_forward", x=a)
+    out = get_ops(xp).relu_(a)
+    return out, out
+
+
+def _relu_backward_own(dout, cache):
+    """relu_backward of a gradient this module owns (fresh from the layer above), in place."""
+    xp = _checks.float_inputs("relu_backward", dout=dout, x=cache)
+    _checks.shape("relu_backward", "dout", dout, cache.shape, "the shape of x")
+    return get_ops(xp).relu_backward_(dout, cache)
+
+
 def conv_relu_forward(x, w, b, conv_param):
     """relu(conv(x)). Returns out (N, F, OH, OW) and cache."""
     a, conv_cache = conv_forward(x, w, b, conv_param)
-    out, relu_cache = relu_forward(a)
+    out, relu_cache = _relu_own(a)
     return out, (conv_cache, relu_cache)
 
 
@@ -40,7 +58,7 @@ def conv_relu_backward(dout, cache, compute_dx: bool = True):
 def conv_relu_pool_forward(x, w, b, conv_param, pool_param):
     """max_pool(relu(conv(x))). Returns out and cache."""
     a, conv_cache = conv_forward(x, w, b, conv_param)
-    s, relu_cache = relu_forward(a)
+    s, relu_cache = _relu_own(a)
     out, pool_cache = max_pool_forward(s, pool_param)
     return out, (conv_cache, relu_cache, pool_cache)
 
@@ -48,8 +66,8 @@ def conv_relu_pool_forward(x, w, b, conv_param, pool_param):
 def conv_relu_pool_backward(dout, cache, compute_dx: bool = True):
     """Gradients (dx, dw, db) of :func:`conv_relu_pool_forward`."""
     conv_cache, relu_cache, pool_cache = cache
-    ds = max_pool_backward(dout, pool_cache)
-    return conv_backward(relu_backward(ds, relu_cache), conv_cache, compute_dx)
+    ds = max_pool_backward(dout, pool_cache)  # a fresh array: rectified in place
+    return conv_backward(_relu_backward_own(ds, relu_cache), conv_cache, compute_dx)
 
 
 def conv_bn_relu_forward(x, w, b, gamma, beta, conv_param, bn_param):

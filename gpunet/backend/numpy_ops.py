@@ -1,0 +1,495 @@
+"""``NumpyOps``: NumPy (CPU) versions of the hot primitives of :class:`~gpunet.backend.ops.Ops`.
+
+Same results as the generic versions (``tests/test_numpy_ops.py`` compares every method),
+written for NumPy's loops and OpenBLAS:
+
+* strided views instead of copies, outputs written in place (``out=``);
+* branch-free selection: ``np.where`` over a data-dependent mask mispredicts a branch
+  per element (5-8x slower than a pass of arithmetic), so ``where(mask, a, 0)`` is a
+  bitwise AND of ``a``'s bits with an all-ones/all-zeros integer mask, bit-exact;
+* convolution in batch chunks whose columns stay in cache (and within the column
+  budget), the bias add fused into the one transposing copy of the output; the backward
+  pass recomputes a chunk's columns instead of keeping the whole column matrix;
+* ``np.dot`` where ``np.matmul`` would miss BLAS (an inner dimension of 1);
+* scratch arrays (column buffers, masks) come from a small per-thread workspace that is
+  reused across calls, and masks are built in cache-sized blocks: fresh memory costs
+  page faults (measured at a quarter to a third of a CNN step on the reference machine).
+
+NumPy-only code, outside the portable core; any input it is not written for (mixed
+dtypes, broadcasting, non-float data) goes to the generic version.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import numpy.typing
+
+from .ops import Ops, conv_output_size
+
+_INT = {2: np.int16, 4: np.int32, 8: np.int64}
+
+#: Target bytes of one chunk of convolution columns: small enough to stay in the
+#: last-level cache between im2col and the GEMMs that read it (measured with
+#: ``scripts/bench.py``), and never above the column budget.
+CHUNK_BYTES = 3 * 2**20
+
+
+def _float(*arrays) -> bool:
+    """All NumPy arrays of one floating dtype whose width has an integer twin."""
+    first = arrays[0]
+    return (all(isinstance(a, np.ndarray) and a.dtype == first.dtype for a in arrays)
+            and first.dtype.kind == "f" and first.dtype.itemsize in _INT)
+
+
+#: Elements per block of the blockwise elementwise passes (their temporaries stay in L2).
+BLOCK = 1 << 16
+
+#: Scratch arrays larger than this are not kept between calls.
+SCRATCH_KEEP_BYTES = 64 * 2**20
+
+
+class _Scratch(threading.local):
+    """Per-thread scratch buffers, reused across calls; never handed to a caller."""
+
+    def __init__(self):
+        self.buffers: dict[str, np.ndarray] = {}
+
+    def get(self, key: str, size: int, dtype: np.typing.DTypeLike) -> np.ndarray:
+        """A 1-D array of ``size`` elements of ``dtype`` (contents undefined)."""
+        dtype = np.dtype(dtype)
+        nbytes = size * dtype.itemsize
+        buf = self.buffers.get(key)
+        if buf is None or buf.nbytes < nbytes:
+            buf = np.empty(max(nbytes, 1), np.uint8)
+            if nbytes <= SCRATCH_KEEP_BYTES:
+                self.buffers[key] = buf
+        return buf[:nbytes].view(dtype)
+
+
+_scratch = _Scratch()
+
+
+def _mask(cond: np.ndarray, itemsize: int, out: np.ndarray | None = None) -> np.ndarray:
+    """Integer array (``itemsize`` bytes) of all ones where ``cond``, zero elsewhere."""
+    return np.negative(cond, dtype=_INT[itemsize], out=out)
+
+
+def _select(cond: np.ndarray, a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``where(cond, a, 0.0)`` bit for bit, without a branch per element."""
+    it = _INT[a.dtype.itemsize]
+    if out is None:
+        out = np.empty(a.shape, a.dtype)
+    np.bitwise_and(a.view(it), _mask(cond, a.dtype.itemsize), out=out.view(it))
+    return out
+
+
+def _blocks(size: int, block: int = BLOCK):
+    """(start, stop) pairs covering range(size) in steps of ``block``."""
+    return [(s, min(s + block, size)) for s in range(0, size, block)]
+
+
+def _span(i: int, size: int, s: int, p: int, n_out: int):
+    """For kernel offset ``i``: the output range [o0, o1) whose input row ``o*s + i - p``
+    lies inside [0, size), and the first such input row."""
+    o0 = max(0, -((i - p) // s)) if i < p else 0
+    o1 = min(n_out, (size - 1 - i + p) // s + 1)
+    return o0, max(o1, o0), o0 * s + i - p
+
+
+def _im2col_into(cols6: np.ndarray, x: np.ndarray, stride, pad) -> None:
+    """Fill ``cols6`` (C, kh, kw, N, OH, OW) with the zero-padded windows of x (N, C, H, W)."""
+    c, kh, kw, n, oh, ow = cols6.shape
+    (sh, sw), (ph, pw) = stride, pad
+    h, w = x.shape[2], x.shape[3]
+    xt = x.transpose(1, 0, 2, 3)  # (C, N, H, W) view
+    for i in range(kh):
+        r0, r1, h0 = _span(i, h, sh, ph, oh)
+        for j in range(kw):
+            c0, c1, w0 = _span(j, w, sw, pw, ow)
+            dst = cols6[:, i, j]
+            if r0 > 0 or r1 < oh or c0 > 0 or c1 < ow:  # this offset reaches into the padding
+                dst[...] = 0
+            if r1 > r0 and c1 > c0:
+                dst[:, :, r0:r1, c0:c1] = xt[:, :, h0 : h0 + sh * (r1 - r0 - 1) + 1 : sh,
+                                             w0 : w0 + sw * (c1 - c0 - 1) + 1 : sw]
+
+
+def _col2im_add(dx: np.ndarray, cols6: np.ndarray, stride, pad) -> None:
+    """Add the columns ``cols6`` (C, kh, kw, N, OH, OW) back onto dx (N, C, H, W) in place,
+    kernel offsets in row-major order (the order of the generic col2im)."""
+    c, kh, kw, n, oh, ow = cols6.shape
+    (sh, sw), (ph, pw) = stride, pad
+    h, w = dx.shape[2], dx.shape[3]
+    dxt = dx.transpose(1, 0, 2, 3)
+    for i in range(kh):
+        r0, r1, h0 = _span(i, h, sh, ph, oh)
+        for j in range(kw):
+            c0, c1, w0 = _span(j, w, sw, pw, ow)
+            if r1 > r0 and c1 > c0:
+                region = dxt[:, :, h0 : h0 + sh * (r1 - r0 - 1) + 1 : sh, w0 : w0 + sw * (c1 - c0 - 1) + 1 : sw]
+                np.add(region, cols6[:, i, j, :, r0:r1, c0:c1], out=region)
+
+
+class _Geometry:
+    """One convolution's shapes and its im2col/col2im for batch chunks.
+
+    Stride 1 (the common case) uses padded rows: each sample is zero-padded once into a
+    (C, Hp + 1, Wp) block, and the window of kernel offset (i, j) over all outputs is then
+    one contiguous run of OH*Wp elements starting at i*Wp + j. The columns get Wp instead
+    of OW entries per output row (the extra kw - 1 are discarded, their gradients are
+    zero), and im2col/col2im become copies/adds of long contiguous runs. Other strides
+    use per-offset strided slices (:func:`_im2col_into`).
+    """
+
+    def __init__(self, x_shape, w_shape, stride, pad):
+        self.n, self.c, self.h, self.w = x_shape
+        self.f, _, self.kh, self.kw = w_shape
+        self.stride, self.pad = tuple(stride), tuple(pad)
+        self.oh = conv_output_size(self.h, self.kh, stride[0], pad[0])
+        self.ow = conv_output_size(self.w, self.kw, stride[1], pad[1])
+        self.k = self.c * self.kh * self.kw
+        self.rows_mode = self.stride == (1, 1)
+        self.hp, self.wp = self.h + 2 * pad[0], self.w + 2 * pad[1]
+        self.row = self.wp if self.rows_mode else self.ow  # column entries per output row
+        self.cols_per_sample = self.oh * self.row
+
+    def workspace(self, key: str, nb: int, dtype):
+        """Zero-padded sample blocks (nb, C, Hp + 1, Wp) for the padded-rows mode (scratch)."""
+        if not self.rows_mode:
+            return None
+        shape = (nb, self.c, self.hp + 1, self.wp)
+        block = _scratch.get(key, nb * self.c * (self.hp + 1) * self.wp, dtype).reshape(shape)
+        block[...] = 0
+        return block
+
+    def _runs(self, block: np.ndarray, m: int, offset: int, shape, order):
+        """Strided view of ``block`` (nb, C, Hp + 1, Wp): for each (c, [i, j,] n) a run of
+        OH*Wp elements starting at ``offset`` (+ i*Wp + j)."""
+        it = block.itemsize
+        s_n, s_c = block.strides[0], block.strides[1]
+        strides = {"c": s_c, "i": self.wp * it, "j": it, "n": s_n, "p": it}
+        flat = block.reshape(-1)[offset:]
+        return np.lib.stride_tricks.as_strided(flat, shape=shape, strides=[strides[a] for a in order])
+
+    def columns(self, xs: np.ndarray, work, buf: np.ndarray) -> np.ndarray:
+        """im2col of the chunk xs (m, C, H, W) into ``buf``: (K, m * cols_per_sample)."""
+        m = xs.shape[0]
+        cols = buf[: self.k * m * self.cols_per_sample].reshape(self.k, m * self.cols_per_sample)
+        if not self.rows_mode:
+            _im2col_into(cols.reshape(self.c, self.kh, self.kw, m, self.oh, self.ow), xs, self.stride, self.pad)
+            return cols
+        ph, pw = self.pad
+        work[:m, :, ph : ph + self.h, pw : pw + self.w] = xs
+        runs = self._runs(work, m, 0, (self.c, self.kh, self.kw, m, self.cols_per_sample), "cijnp")
+        np.copyto(cols.reshape(self.c, self.kh, self.kw, m, self.cols_per_sample), runs)
+        return cols
+
+    def output_view(self, prod: np.ndarray, m: int) -> np.ndarray:
+        """(m, F, OH, OW) view of a chunk's GEMM product (F, m * cols_per_sample)."""
+        return prod.reshape(self.f, m, self.oh, self.row)[..., : self.ow].transpose(1, 0, 2, 3)
+
+    def gradient_rows(self, dout: np.ndarray, buf: np.ndarray) -> np.ndarray:
+        """dout (m, F, OH, OW) as (F, m * cols_per_sample); zeros in the discarded entries."""
+        m = dout.shape[0]
+        d = buf[: self.f * m * self.cols_per_sample].reshape(self.f, m, self.oh, self.row)
+        if self.row > self.ow:
+            d[..., self.ow :] = 0
+        np.copyto(d[..., : self.ow], dout.transpose(1, 0, 2, 3))
+        return d.reshape(self.f, m * self.cols_per_sample)
+
+    def add_columns(self, dx: np.ndarray, dcols: np.ndarray, work) -> None:
+        """col2im: dx (m, C, H, W) = the columns dcols (K, m * cols_per_sample) summed back
+        onto the input, kernel offsets in row-major order (as the generic col2im)."""
+        m = dx.shape[0]
+        d6 = dcols.reshape(self.c, self.kh, self.kw, m, self.cols_per_sample)
+        if not self.rows_mode:
+            dx[...] = 0
+            _col2im_add(dx, d6.reshape(self.c, self.kh, self.kw, m, self.oh, self.ow), self.stride, self.pad)
+            return
+        block = work[:m]
+        block[...] = 0
+        for i in range(self.kh):
+            for j in range(self.kw):
+                runs = self._runs(work, m, i * self.wp + j, (self.c, m, self.cols_per_sample), "cnp")
+                np.add(runs, d6[:, i, j], out=runs)
+        ph, pw = self.pad
+        dx[...] = block[:, :, ph : ph + self.h, pw : pw + self.w]
+
+
+class NumpyOps(Ops):
+    """NumPy (CPU) versions; identical results to :class:`Ops`."""
+
+    name = "numpy"
+
+    # --- activations ------------------------------------------------------------
+    def sigmoid(self, x: np.ndarray):
+        if not _float(x):
+            return super().sigmoid(x)
+        out = np.multiply(x, 0.5)
+        np.tanh(out, out=out)
+        out *= 0.5
+        out += 0.5
+        return out
+
+    def sigmoid_backward(self, dy: np.ndarray, y: np.ndarray):
+        if not _float(dy, y) or dy.shape != y.shape:
+            return super().sigmoid_backward(dy, y)
+        out = np.multiply(dy, y)
+        out *= np.subtract(1, y)
+        return out
+
+    def relu_backward(self, dy: np.ndarray, y: np.ndarray):
+        if not _float(dy, y) or dy.shape != y.shape:
+            return super().relu_backward(dy, y)
+        if not (dy.flags.c_contiguous and y.flags.c_contiguous):
+            return _select(np.greater(y, 0), dy)
+        return self._relu_backward_into(dy, y, np.empty(dy.shape, dy.dtype))
+
+    def relu_backward_(self, dy: np.ndarray, y: np.ndarray):
+        if not _float(dy, y) or dy.shape != y.shape or not (dy.flags.c_contiguous and y.flags.c_contiguous
+                                                              and dy.flags.writeable):
+            return super().relu_backward_(dy, y)
+        return self._relu_backward_into(dy, y, dy)
+
+    @staticmethod
+    def _relu_backward_into(dy: np.ndarray, y: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """where(y > 0, dy, 0) into ``out`` (may be dy), by bits, block by block."""
+        it = _INT[dy.dtype.itemsize]
+        d, yy, o = dy.reshape(-1).view(it), y.reshape(-1), out.reshape(-1).view(it)
+        hit = _scratch.get("relu_hit", min(BLOCK, d.size), np.bool_)
+        mask = _scratch.get("relu_mask", min(BLOCK, d.size), it)
+        for a, z in _blocks(d.size):  # where(y > 0, dy, 0) by bits, temporaries in cache
+            h, m = hit[: z - a], mask[: z - a]
+            np.greater(yy[a:z], 0, out=h)
+            np.negative(h, dtype=it, out=m)
+            np.bitwise_and(d[a:z], m, out=o[a:z])
+        return out
+
+    def relu_(self, x: np.ndarray):
+        if not _float(x) or not x.flags.writeable:
+            return super().relu_(x)
+        return np.maximum(x, 0.0, out=x)
+
+    def leaky_relu_backward(self, dy: np.ndarray, x: np.ndarray, slope: float):
+        if not _float(dy, x) or dy.shape != x.shape:
+            return super().leaky_relu_backward(dy, x, slope)
+        it = _INT[dy.dtype.itemsize]
+        scaled = dy * slope
+        out = np.bitwise_xor(scaled.view(it), dy.view(it))  # where(x > 0, dy, scaled) by bits:
+        out &= _mask(np.greater(x, 0), dy.dtype.itemsize)  # scaled ^ ((scaled ^ dy) & mask)
+        out ^= scaled.view(it)
+        return out.view(dy.dtype)
+
+    def bias_relu(self, x: np.ndarray, b: np.ndarray):
+        if not _float(x, b) or b.ndim != 1 or x.shape[-1:] != b.shape:
+            return super().bias_relu(x, b)
+        out = np.add(x, b)
+        np.maximum(out, 0.0, out=out)
+        return out
+
+    # --- convolution ------------------------------------------------------------
+    def im2col(self, x: np.ndarray, kh: int, kw: int, stride, pad):
+        if not _float(x):
+            return super().im2col(x, kh, kw, stride, pad)
+        n, c, h, w = x.shape
+        oh = conv_output_size(h, kh, stride[0], pad[0])
+        ow = conv_output_size(w, kw, stride[1], pad[1])
+        cols = np.empty((c, kh, kw, n, oh, ow), x.dtype)
+        _im2col_into(cols, x, stride, pad)
+        return cols.reshape(c * kh * kw, n * oh * ow)
+
+    def col2im(self, cols: np.ndarray, x_shape, kh: int, kw: int, stride, pad):
+        if not _float(cols):
+            return super().col2im(cols, x_shape, kh, kw, stride, pad)
+        n, c, h, w = x_shape
+        oh = conv_output_size(h, kh, stride[0], pad[0])
+        ow = conv_output_size(w, kw, stride[1], pad[1])
+        dx = np.zeros(x_shape, cols.dtype)
+        _col2im_add(dx, cols.reshape(c, kh, kw, n, oh, ow), stride, pad)
+        return dx
+
+    def _chunk(self, n: int, rows: int, out_hw, itemsize: int, budget) -> int:
+        """Samples per chunk: about CHUNK_BYTES of columns, never above ``budget``."""
+        target = CHUNK_BYTES if budget is None else min(CHUNK_BYTES, budget)
+        return self.conv_chunk(n, rows, out_hw, itemsize, target)
+
+    def conv2d_forward(self, x: np.ndarray, w: np.ndarray, b: np.ndarray, stride, pad, budget=None):
+        if not _float(x, w, b):
+            return super().conv2d_forward(x, w, b, stride, pad, budget)
+        geo = _Geometry(x.shape, w.shape, stride, pad)
+        f, k = geo.f, geo.k
+        nb = self._chunk(geo.n, k, (geo.oh, geo.row), x.dtype.itemsize, budget)
+        w2, b4 = w.reshape(f, k), b.reshape(1, f, 1, 1)
+        out = np.empty((geo.n, f, geo.oh, geo.ow), x.dtype)
+        cols_buf = _scratch.get("conv_cols", k * nb * geo.cols_per_sample, x.dtype)
+        prod_buf = _scratch.get("conv_prod", f * nb * geo.cols_per_sample, x.dtype)
+        work = geo.workspace("conv_pad", nb, x.dtype)
+        for s in range(0, geo.n, nb):
+            m = min(nb, geo.n - s)
+            cols = geo.columns(x[s : s + m], work, cols_buf)
+            prod = np.matmul(w2, cols, out=prod_buf[: f * cols.shape[1]].reshape(f, cols.shape[1]))
+            np.add(geo.output_view(prod, m), b4, out=out[s : s + m])
+        return out, ("x", x)
+
+    def conv2d_backward(self, dout: np.ndarray, x_shape, w: np.ndarray, stride, pad, saved, compute_dx=True,
+                        budget=None):
+        kind, x = saved
+        if kind != "x" or not _float(dout, w, x):
+            return super().conv2d_backward(dout, x_shape, w, stride, pad, saved, compute_dx, budget)
+        geo = _Geometry(x_shape, w.shape, stride, pad)
+        f, k, n, dtype = geo.f, geo.k, geo.n, x.dtype
+        nb = self._chunk(n, k, (geo.oh, geo.row), dtype.itemsize, budget)
+        # dx: stride 1 is a convolution of dout (padded by k - 1 - pad) with the flipped
+        # filters, whose GEMM (C, F*kh*kw) @ columns has the forward's good shape; other
+        # strides multiply by w.T and sum the columns back (col2im).
+        full = None
+        if compute_dx and geo.rows_mode and geo.pad[0] < geo.kh and geo.pad[1] < geo.kw:
+            full = _Geometry((n, f, geo.oh, geo.ow), (geo.c, f, geo.kh, geo.kw), (1, 1),
+                             (geo.kh - 1 - geo.pad[0], geo.kw - 1 - geo.pad[1]))
+            nb = min(nb, self._chunk(n, full.k, (full.oh, full.row), dtype.itemsize, budget))
+            w_flip = np.ascontiguousarray(w.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1]).reshape(geo.c, full.k)
+            full_cols = _scratch.get("conv_dx_cols", full.k * nb * full.cols_per_sample, dtype)
+            full_prod = _scratch.get("conv_dx_prod", geo.c * nb * full.cols_per_sample, dtype)
+            full_work = full.workspace("conv_dx_pad", nb, dtype)
+        elif compute_dx:
+            w2t = w.reshape(f, k).T
+            dcols_buf = _scratch.get("conv_dcols", k * nb * geo.cols_per_sample, dtype)
+            dwork = geo.workspace("conv_dx_pad", nb, dtype)  # col2im sums (its own block)
+        db = np.sum(np.reshape(dout, (n, f, geo.oh * geo.ow)).sum(axis=2), axis=0)
+        dx = np.empty(x_shape, dtype) if compute_dx else None
+        cols_buf = _scratch.get("conv_cols", k * nb * geo.cols_per_sample, dtype)
+        d_buf = _scratch.get("conv_dout", f * nb * geo.cols_per_sample, dtype)
+        work = geo.workspace("conv_pad", nb, dtype)
+        transposed = k >= 64  # dw.T = cols @ d2.T is the faster GEMM for long columns (measured)
+        acc = None
+        for s in range(0, n, nb):
+            m = min(nb, n - s)
+            cols = geo.columns(x[s : s + m], work, cols_buf)
+            d2 = geo.gradient_rows(dout[s : s + m], d_buf)  # (F, m * columns per sample)
+            part = np.matmul(cols, d2.T) if transposed else np.matmul(d2, cols.T)
+            if acc is None:
+                acc = part
+            else:
+                acc += part
+            if full is not None:
+                cols_dx = full.columns(dout[s : s + m], full_work, full_cols)
+                prod = np.matmul(w_flip, cols_dx, out=full_prod[: geo.c * cols_dx.shape[1]].reshape(geo.c, -1))
+                np.copyto(dx[s : s + m], full.output_view(prod, m))
+            elif compute_dx:
+                dcols = np.matmul(w2t, d2, out=dcols_buf[: k * d2.shape[1]].reshape(k, d2.shape[1]))
+                geo.add_columns(dx[s : s + m], dcols, dwork)
+        dw = np.ascontiguousarray(acc.T) if transposed else acc
+        return dx, dw.reshape(w.shape), db
+
+    # --- pooling ----------------------------------------------------------------
+    def max_pool(self, x: np.ndarray, kh: int, kw: int, stride, out_hw):
+        if not _float(x) or kh * kw == 1:
+            return super().max_pool(x, kh, kw, stride, out_hw)
+        win = self._window
+        offsets = [(i, j) for i in range(kh) for j in range(kw)]  # row-major, as the generic loop
+        out = np.maximum(x[win(*offsets[0], stride, out_hw)], x[win(*offsets[1], stride, out_hw)])
+        for i, j in offsets[2:]:
+            np.maximum(out, x[win(i, j, stride, out_hw)], out=out)
+        return out
+
+    def max_pool_backward(self, dout: np.ndarray, x: np.ndarray, out: np.ndarray, kh: int, kw: int, stride,
+                          out_hw):
+        if not _float(dout, x, out) or dout.shape != out.shape or dout.size == 0:
+            return super().max_pool_backward(dout, x, out, kh, kw, stride, out_hw)
+        it = _INT[dout.dtype.itemsize]
+        tiles = tuple(stride) == (kh, kw)  # every input element lies in exactly one window
+        dx = np.empty(x.shape, dout.dtype) if tiles else np.zeros(x.shape, dout.dtype)
+        n, per = dout.shape[0], dout[0].size
+        nb = max(1, min(n, BLOCK // max(per, 1)))  # samples per block: temporaries in cache
+        offsets = [self._window(i, j, stride, out_hw) for i in range(kh) for j in range(kw)]
+        bufs = {name: _scratch.get(f"pool_{name}", nb * per, dtype)
+                for name, dtype in (("rest", it), ("sel", it), ("mask", it), ("hit", np.bool_))}
+        for s in range(0, n, nb):
+            m = min(nb, n - s)
+            rest, sel, mask, hit = (bufs[k][: m * per].reshape((m,) + dout.shape[1:])
+                                    for k in ("rest", "sel", "mask", "hit"))
+            np.copyto(rest, dout[s : s + m].view(it))  # gradient bits not yet routed
+            xs, outs, dxs = x[s : s + m], out[s : s + m], dx[s : s + m]
+            for k, region in enumerate(offsets):
+                np.equal(xs[region], outs, out=hit)
+                np.negative(hit, dtype=it, out=mask)
+                np.bitwise_and(rest, mask, out=sel)  # where(hit, rest, 0) by bits
+                if tiles:
+                    np.copyto(dxs[region].view(it), sel)
+                else:
+                    target = dxs[region]
+                    np.add(target, sel.view(dout.dtype), out=target)
+                if k + 1 < len(offsets):
+                    rest ^= sel  # routed: only the first maximum of a window gets the gradient
+        return dx
+
+    def avg_pool(self, x: np.ndarray, kh: int, kw: int, stride, out_hw):
+        if not _float(x) or kh * kw == 1:
+            return super().avg_pool(x, kh, kw, stride, out_hw)
+        win = self._window
+        offsets = [(i, j) for i in range(kh) for j in range(kw)]
+        total = np.add(x[win(*offsets[0], stride, out_hw)], x[win(*offsets[1], stride, out_hw)])
+        for i, j in offsets[2:]:
+            np.add(total, x[win(i, j, stride, out_hw)], out=total)
+        np.divide(total, kh * kw, out=total)
+        return total
+
+    def avg_pool_backward(self, dout: np.ndarray, x_shape, kh: int, kw: int, stride, out_hw):
+        if not _float(dout):
+            return super().avg_pool_backward(dout, x_shape, kh, kw, stride, out_hw)
+        share = dout / (kh * kw)
+        tiles = tuple(stride) == (kh, kw)
+        dx = np.empty(x_shape, dout.dtype) if tiles else np.zeros(x_shape, dout.dtype)
+        for i in range(kh):
+            for j in range(kw):
+                region = dx[self._window(i, j, stride, out_hw)]
+                if tiles:
+                    region[...] = share
+                else:
+                    np.add(region, share, out=region)
+        return dx
+
+    # --- GEMM shapes ------------------------------------------------------------------
+    def matmul_tn(self, a: np.ndarray, b: np.ndarray):
+        if not (isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.ndim == b.ndim == 2):
+            return super().matmul_tn(a, b)
+        return np.dot(a.T, b)  # BLAS even for an inner dimension of 1, where matmul loops
+
+    # --- optimizer updates (in place, the generic order of operations) ------------------
+    def sgd(self, w: np.ndarray, dw: np.ndarray, lr: float):
+        if not _float(w, dw) or w.shape != dw.shape or not w.flags.writeable:
+            return super().sgd(w, dw, lr)
+        step = _scratch.get("sgd_step", dw.size, dw.dtype).reshape(dw.shape)
+        np.multiply(dw, lr, out=step)
+        np.subtract(w, step, out=w)
+        return w
+
+    def sgd_momentum(self, w: np.ndarray, dw: np.ndarray, v: np.ndarray, lr: float, momentum: float):
+        if not _float(w, dw, v) or not w.shape == dw.shape == v.shape:
+            return super().sgd_momentum(w, dw, v, lr, momentum)
+        step = np.multiply(dw, lr)
+        v *= momentum
+        v -= step
+        w += v
+        return w
+
+    def adam(self, w: np.ndarray, dw: np.ndarray, m: np.ndarray, v: np.ndarray, t: int, lr: float, beta1: float, beta2: float, eps: float):
+        if not _float(w, dw, m, v) or not w.shape == dw.shape == m.shape == v.shape:
+            return super().adam(w, dw, m, v, t, lr, beta1, beta2, eps)
+        tmp = np.multiply(dw, 1 - beta1)
+        m *= beta1
+        m += tmp
+        np.multiply(dw, dw, out=tmp)
+        tmp *= 1 - beta2
+        v *= beta2
+        v += tmp
+        step = np.divide(m, 1 - beta1**t)
+        step *= lr
+        np.divide(v, 1 - beta2**t, out=tmp)
+        np.sqrt(tmp, out=tmp)
+        tmp += eps
+        step /= tmp
+        w -= step
+        return w

@@ -1,0 +1,593 @@
+#!/usr/bin/env python
+"""gpunet against PyTorch, side by side: samples/s of one training step
+(forward + backward + SGD update) on the same models, shapes, dtype and thread count.
+
+Each framework runs in its own process (two BLAS thread pools in one process disturb
+each other), the processes alternate round by round, every case is warmed up first,
+and the table reports medians over the rounds: samples/s of each framework, the ratio
+gpunet/PyTorch (median of the per-round ratios) and the share of gpunet's step spent
+in GEMM (np.matmul / np.dot). The peak memory (ru_maxrss) of one case is measured in
+processes of its own.
+
+    python scripts/bench.py                    # the full table (about 5 minutes on 2 cores)
+    python scripts/bench.py --quick            # a smoke run: few cases, short rounds
+    python scripts/bench.py --profile cnn      # time per layer of one case (gpunet)
+    python scripts/bench.py --json out.json    # also write the table as JSON
+    python scripts/bench.py --backend cupy     # CuPy against PyTorch CUDA
+
+PyTorch is optional (``pip install -e .[bench]``); without it only gpunet is timed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# --- the cases ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class Case:
+    name: str
+    model: str  # "mlp" | "cnn" | "conv3"
+    batch: int
+    dims: tuple = ()
+    label: str = ""
+
+
+CASES = {c.name: c for c in [
+    Case("mlp3072", "mlp", 200, (3072, 100, 10), "MLP 3072-100-10"),
+    Case("mlp784-b1", "mlp", 1, (784, 500, 200, 10), "MLP 784-500-200-10"),
+    Case("mlp784-b8", "mlp", 8, (784, 500, 200, 10), "MLP 784-500-200-10"),
+    Case("mlp784-b32", "mlp", 32, (784, 500, 200, 10), "MLP 784-500-200-10"),
+    Case("mlp784-b256", "mlp", 256, (784, 500, 200, 10), "MLP 784-500-200-10"),
+    Case("mlp784-b512", "mlp", 512, (784, 500, 200, 10), "MLP 784-500-200-10"),
+    Case("cnn", "cnn", 64, (), "ThreeLayerConvNet (conv32 7x7)"),
+    Case("conv3", "conv3", 64, (), "3-conv net (32-32-64 3x3)"),
+]}
+MEMORY_CASE = Case("conv3-b256", "conv3", 256, (), "3-conv net (32-32-64 3x3)")
+QUICK_CASES = ["mlp784-b32", "cnn"]
+LEARNING_RATE = 1e-3
+
+
+# --- gpunet side ------------------------------------------------------------------------
+def gpunet_step_fn(case: Case, dtype: str, backend: str):
+    """(step, sync, X, y) for one gpunet training step of ``case`` on ``backend``."""
+    import numpy as np
+
+    import gpunet
+    from gpunet import models, nn
+    from gpunet import optim
+
+    gpunet.use_backend(backend)
+    rng = np.random.default_rng(0)
+    if case.model == "mlp":
+        if len(case.dims) == 3:
+            model = models.TwoLayerNet(case.dims[0], case.dims[1], case.dims[2], weight_scale="he",
+                                       dtype=dtype, seed=0)
+        else:
+            model = models.FullyConnectedNet(list(case.dims[1:-1]), input_dim=case.dims[0],
+                                             num_classes=case.dims[-1], weight_scale="he", dtype=dtype, seed=0)
+        shape = (case.batch, case.dims[0])
+    elif case.model == "cnn":
+        model = models.ThreeLayerConvNet(weight_scale="he", dtype=dtype, seed=0)
+        shape = (case.batch, 3, 32, 32)
+    elif case.model == "conv3":
+        net = nn.Sequential(
+            nn.Conv2d(3, 32, 3, pad=1, dtype=dtype, rng=0), nn.ReLU(),
+            nn.Conv2d(32, 32, 3, pad=1, dtype=dtype, rng=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, pad=1, dtype=dtype, rng=2), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(64 * 8 * 8, 256, dtype=dtype, rng=3), nn.ReLU(),
+            nn.Linear(256, 10, dtype=dtype, rng=4),
+        )
+        model = nn.Classifier(net, seed=0)
+        shape = (case.batch, 3, 32, 32)
+    else:
+        raise ValueError(case.model)
+    X = gpunet.asarray(rng.standard_normal(shape), dtype=dtype)
+    y = gpunet.asarray(rng.integers(0, 10, case.batch))
+    configs = {k: {"learning_rate": LEARNING_RATE} for k in model.params}
+    params = model.params
+
+    def step():
+        loss, grads = model.loss(X, y)
+        for k, g in grads.items():
+            optim.sgd(params[k], g, configs[k])
+        return loss
+
+    if backend == "cupy":
+        import cupy
+
+        def sync():
+            cupy.cuda.Device().synchronize()
+    else:
+        def sync():
+            pass
+    return step, sync, model
+
+
+# --- PyTorch side ------------------------------------------------------------------------
+def torch_step_fn(case: Case, dtype: str, backend: str):
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    device = "cuda" if backend == "cupy" else "cpu"
+    tdtype = getattr(torch, dtype)
+    if case.model == "mlp":
+        layers = []
+        for i, (a, b) in enumerate(zip(case.dims[:-1], case.dims[1:])):
+            layers.append(nn.Linear(a, b))
+            if i < len(case.dims) - 2:
+                layers.append(nn.ReLU())
+        model = nn.Sequential(*layers)
+        shape = (case.batch, case.dims[0])
+    elif case.model == "cnn":
+        model = nn.Sequential(nn.Conv2d(3, 32, 7, padding=3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                              nn.Linear(32 * 16 * 16, 100), nn.ReLU(), nn.Linear(100, 10))
+        shape = (case.batch, 3, 32, 32)
+    elif case.model == "conv3":
+        model = nn.Sequential(
+            nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(64 * 8 * 8, 256), nn.ReLU(), nn.Linear(256, 10))
+        shape = (case.batch, 3, 32, 32)
+    else:
+        raise ValueError(case.model)
+    model = model.to(device=device, dtype=tdtype)
+    X = torch.randn(shape, dtype=tdtype, device=device)
+    y = torch.randint(0, 10, (case.batch,), device=device)
+    opt = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE)
+    loss_fn = nn.CrossEntropyLoss()
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(model(X), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    if device == "cuda":
+        def sync():
+            torch.cuda.synchronize()
+    else:
+        def sync():
+            pass
+    return step, sync, model
+
+
+STEP_FNS = {"gpunet": gpunet_step_fn, "torch": torch_step_fn}
+
+
+# --- timing (inside a worker) -------------------------------------------------------------
+def time_step(step, sync, warmup: float, min_time: float, min_steps: int = 3) -> tuple[float, int]:
+    """Seconds per step (mean over a run of at least ``min_time`` s after ``warmup`` s)."""
+    t0, n = time.perf_counter(), 0
+    while n < 2 or time.perf_counter() - t0 < warmup:
+        step()
+        n += 1
+    sync()
+    estimate = (time.perf_counter() - t0) / n
+    n = max(min_steps, int(min_time / max(estimate, 1e-7)) + 1)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        step()
+    sync()
+    return (time.perf_counter() - t0) / n, n
+
+
+class _Timed:
+    """Replaces ``owner.attr`` with a timing wrapper that adds to ``spent[0]``."""
+
+    def __init__(self, owner, attr, spent):
+        self.owner, self.attr, self.spent = owner, attr, spent
+        self.orig = getattr(owner, attr)
+
+    def __enter__(self):
+        orig, spent, clock = self.orig, self.spent, time.perf_counter
+
+        def timed(*args, **kwargs):
+            t = clock()
+            try:
+                return orig(*args, **kwargs)
+            finally:
+                spent[0] += clock() - t
+
+        setattr(self.owner, self.attr, timed)
+        return self
+
+    def __exit__(self, *exc):
+        setattr(self.owner, self.attr, self.orig)
+
+
+def gemm_share(step, steps: int) -> float:
+    """Share of a NumPy step's wall time spent inside np.matmul / np.dot."""
+    import numpy as np
+
+    spent = [0.0]
+    with _Timed(np, "matmul", spent), _Timed(np, "dot", spent):
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            step()
+        total = time.perf_counter() - t0
+    return spent[0] / total
+
+
+def rss_mib() -> float:
+    """Peak resident set size of this process so far, in MiB (Linux: ru_maxrss in KiB)."""
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def set_threads(framework: str, threads: int) -> dict:
+    """Fix the thread counts of this worker and describe the math libraries in use."""
+    info = {"framework": framework, "threads": threads}
+    if framework == "gpunet":
+        import numpy as np
+
+        info["numpy"] = np.__version__
+        try:
+            from threadpoolctl import threadpool_info, threadpool_limits
+        except ImportError:
+            info["blas"] = "unknown (pip install threadpoolctl)"
+        else:
+            threadpool_limits(threads)
+            pools = [p for p in threadpool_info() if p.get("user_api") == "blas"] or threadpool_info()
+            info["blas"] = "; ".join(
+                f"{p.get('internal_api')} {p.get('version')} ({p.get('architecture')}, "
+                f"{p.get('threading_layer')}, {p.get('num_threads')} threads)" for p in pools)
+    else:
+        import torch
+
+        torch.set_num_threads(threads)
+        info["torch"] = torch.__version__
+        info["blas"] = (f"torch {torch.__version__}: {torch.get_num_threads()} threads, "
+                        f"mkldnn={torch.backends.mkldnn.is_available()}, mkl={torch.backends.mkl.is_available()}")
+    return info
+
+
+def worker(args) -> None:
+    """Time ``args.cases`` x ``args.dtypes`` for one framework; one JSON object per line."""
+    info = set_threads(args.worker, args.threads)
+    print(json.dumps({"info": info}), flush=True)
+    make = STEP_FNS[args.worker]
+    if args.memory:
+        case = MEMORY_CASE
+        base = rss_mib()
+        step, sync, _ = make(case, args.dtypes[0], args.backend)
+        for _ in range(3):
+            step()
+        sync()
+        peak = rss_mib()
+        print(json.dumps({"memory": {"case": case.name, "dtype": args.dtypes[0], "peak_mib": peak,
+                                     "baseline_mib": base, "delta_mib": peak - base}}), flush=True)
+        return
+    for name in args.cases:
+        case = CASES[name]
+        for dtype in args.dtypes:
+            step, sync, _ = make(case, dtype, args.backend)
+            seconds, n = time_step(step, sync, args.warmup, args.min_time)
+            row = {"case": name, "dtype": dtype, "batch": case.batch, "framework": args.worker,
+                   "step_ms": seconds * 1e3, "samples_per_s": case.batch / seconds, "steps": n}
+            if args.worker == "gpunet" and args.backend == "numpy":
+                row["gemm_share"] = gemm_share(step, max(2, min(n, int(0.3 / seconds) + 1)))
+            print(json.dumps(row), flush=True)
+
+
+# --- the driver ---------------------------------------------------------------------------
+def run_worker(framework: str, args, extra: list[str]) -> list[dict]:
+    env = dict(os.environ)
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[var] = str(args.threads)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", framework,
+           "--backend", args.backend, "--threads", str(args.threads),
+           "--warmup", str(args.warmup), "--min-time", str(args.min_time),
+           "--dtypes", ",".join(args.dtypes), "--cases", ",".join(args.cases), *extra]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if proc.returncode:
+        sys.stderr.write(proc.stderr)
+        raise SystemExit(f"{framework} worker failed (exit {proc.returncode}): {' '.join(cmd)}")
+    return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+
+
+def torch_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None
+
+
+def fmt_rate(x):
+    return "-" if x is None else (f"{x:,.0f}" if x >= 100 else f"{x:,.1f}")
+
+
+def drive(args) -> None:
+    frameworks = [f for f in args.frameworks if f != "torch" or torch_available()]
+    if "torch" in args.frameworks and "torch" not in frameworks:
+        print("PyTorch is not installed (pip install -e .[bench]): timing gpunet only\n")
+    results: dict[tuple, dict[str, list]] = {}
+    infos = {}
+    for r in range(args.rounds):
+        order = frameworks if r % 2 == 0 else frameworks[::-1]
+        for fw in order:
+            t0 = time.perf_counter()
+            for rec in run_worker(fw, args, []):
+                if "info" in rec:
+                    infos[fw] = rec["info"]
+                    continue
+                key = (rec["case"], rec["dtype"])
+                results.setdefault(key, {}).setdefault(fw, []).append(rec)
+            if not args.json_only:
+                print(f"round {r + 1}/{args.rounds}: {fw} done in {time.perf_counter() - t0:.0f} s", flush=True)
+    memory = {}
+    if args.memory:
+        for fw in frameworks:
+            for rec in run_worker(fw, args, ["--memory"]):
+                if "memory" in rec:
+                    memory[fw] = rec["memory"]
+
+    print()
+    for fw in frameworks:
+        info = infos.get(fw, {})
+        print(f"{fw:7s} {info.get('blas', '')}; threads={args.threads}")
+    print(f"backend={args.backend}; {args.rounds} alternating rounds, one process per framework per round; "
+          f"medians; warm-up {args.warmup} s, >= {args.min_time} s timed per case\n")
+    header = (f"{'case':<13} {'model':<31} {'dtype':<7} {'batch':>5} {'gpunet/s':>10} {'torch/s':>10} "
+              f"{'ratio':>6} {'GEMM':>5}  per-round ratios")
+    print(header)
+    print("-" * len(header))
+    rows = []
+    for (name, dtype), per_fw in results.items():
+        case = CASES[name]
+        g = [rec["samples_per_s"] for rec in per_fw.get("gpunet", [])]
+        t = [rec["samples_per_s"] for rec in per_fw.get("torch", [])]
+        ratios = [a / b for a, b in zip(g, t)]
+        shares = [rec["gemm_share"] for rec in per_fw.get("gpunet", []) if "gemm_share" in rec]
+        row = {"case": name, "model": case.label, "dtype": dtype, "batch": case.batch,
+               "gpunet_samples_per_s": statistics.median(g) if g else None,
+               "torch_samples_per_s": statistics.median(t) if t else None,
+               "ratio": statistics.median(ratios) if ratios else None,
+               "round_ratios": ratios, "gemm_share": statistics.median(shares) if shares else None,
+               "gpunet_step_ms": statistics.median(rec["step_ms"] for rec in per_fw["gpunet"]) if g else None,
+               "torch_step_ms": statistics.median(rec["step_ms"] for rec in per_fw["torch"]) if t else None}
+        rows.append(row)
+        ratio = "-" if row["ratio"] is None else f"{row['ratio']:.2f}"
+        share = "-" if row["gemm_share"] is None else f"{100 * row['gemm_share']:.0f}%"
+        print(f"{name:<13} {case.label:<31} {dtype:<7} {case.batch:>5} {fmt_rate(row['gpunet_samples_per_s']):>10} "
+              f"{fmt_rate(row['torch_samples_per_s']):>10} {ratio:>6} {share:>5}  "
+              + " ".join(f"{x:.2f}" for x in ratios))
+    if memory:
+        print(f"\npeak memory, {MEMORY_CASE.label} at batch {MEMORY_CASE.batch} ({args.dtypes[0]}, "
+              "ru_maxrss of a process of its own; delta = peak - RSS after import):")
+        for fw, m in memory.items():
+            print(f"  {fw:7s} peak {m['peak_mib']:7.0f} MiB   delta {m['delta_mib']:7.0f} MiB")
+    if args.json:
+        out = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "backend": args.backend,
+               "threads": args.threads, "rounds": args.rounds, "info": infos, "rows": rows, "memory": memory}
+        Path(args.json).write_text(json.dumps(out, indent=2))
+        print(f"\nwrote {args.json}")
+
+
+# --- profile ----------------------------------------------------------------------------
+class TreeProfiler:
+    """Wall time per call path: wraps functions so that nested calls form a tree.
+
+    Each node keeps its inclusive time, its self time (inclusive minus timed children)
+    and its call count. Only host wall time is measured (no device syncs are added).
+    """
+
+    def __init__(self):
+        self.nodes: dict[tuple, list] = {}  # path -> [calls, inclusive, self]
+        self.stack: list[list] = []  # [path, start, child_time]
+        self.patches: list[tuple] = []
+
+    def wrap(self, owner, attr, label=None):
+        """Time ``owner.attr`` (or ``owner[attr]`` for a dict) under ``label``."""
+        orig = owner[attr] if isinstance(owner, dict) else getattr(owner, attr)
+        label = label or attr
+        prof, clock = self, time.perf_counter
+
+        def timed(*args, **kwargs):
+            parent = prof.stack[-1][0] if prof.stack else ()
+            frame = [parent + (label,), clock(), 0.0]
+            prof.nodes.setdefault(frame[0], [0, 0.0, 0.0])  # first entry fixes the print order
+            prof.stack.append(frame)
+            try:
+                return orig(*args, **kwargs)
+            finally:
+                elapsed = clock() - frame[1]
+                prof.stack.pop()
+                node = prof.nodes[frame[0]]
+                node[0] += 1
+                node[1] += elapsed
+                node[2] += elapsed - frame[2]
+                if prof.stack:
+                    prof.stack[-1][2] += elapsed
+
+        own = isinstance(owner, dict) or attr in vars(owner)  # else a method found on the class
+        self._set(owner, attr, timed)
+        self.patches.append((owner, attr, orig, own))
+
+    @staticmethod
+    def _set(owner, attr, value):
+        if isinstance(owner, dict):
+            owner[attr] = value
+        else:
+            setattr(owner, attr, value)
+
+    def unwrap(self):
+        for owner, attr, orig, own in reversed(self.patches):
+            if own:
+                self._set(owner, attr, orig)
+            else:
+                delattr(owner, attr)
+        self.patches.clear()
+
+    def report(self, steps: int, step_s: float) -> str:
+        lines = [f"{'call path':<52} {'calls':>6} {'incl ms':>8} {'self ms':>8} {'self %':>7}"]
+        total = step_s * steps
+        for path, (calls, incl, own) in self.nodes.items():
+            name = "  " * (len(path) - 1) + path[-1]
+            lines.append(f"{name:<52} {calls / steps:6.0f} {1e3 * incl / steps:8.2f} {1e3 * own / steps:8.2f} "
+                         f"{100 * own / total:6.1f}%")
+        timed = sum(n[2] for n in self.nodes.values())
+        lines.append(f"{'(untimed: model/loop glue)':<52} {'':>6} {'':>8} {1e3 * (total - timed) / steps:8.2f} "
+                     f"{100 * (total - timed) / total:6.1f}%")
+        return "\n".join(lines)
+
+
+LAYER_FUNCTIONS = [
+    "affine_forward", "affine_backward", "affine_relu_forward", "affine_relu_backward",
+    "relu_forward", "relu_backward", "sigmoid_forward", "sigmoid_backward",
+    "conv_forward", "conv_backward", "conv_relu_forward", "conv_relu_backward",
+    "conv_relu_pool_forward", "conv_relu_pool_backward",
+    "max_pool_forward", "max_pool_backward", "avg_pool_forward", "avg_pool_backward",
+    "batchnorm_forward", "batchnorm_backward_alt", "dropout_forward", "dropout_backward",
+]
+
+
+def profile(args) -> None:
+    """Per-layer (call-tree) wall time of one gpunet training step of ``args.profile``."""
+    import numpy as np
+
+    import gpunet
+    import gpunet.layers as L
+    import gpunet.layers.sandwich as S
+    from gpunet import losses, models, nn, optim
+    from gpunet.backend import get_ops
+
+    info = set_threads("gpunet", args.threads)
+    case = CASES.get(args.profile) or (MEMORY_CASE if args.profile == MEMORY_CASE.name else None)
+    if case is None:
+        raise SystemExit(f"unknown case {args.profile!r}; choose from {sorted(CASES)}")
+    dtype = args.dtypes[0]
+    step, sync, model = gpunet_step_fn(case, dtype, args.backend)
+    step_s, _ = time_step(step, sync, args.warmup, args.min_time)
+
+    prof = TreeProfiler()
+    for mod in (L, S):  # the package namespace (models, nn) and the sandwiches' own imports
+        for name in LAYER_FUNCTIONS:
+            if hasattr(mod, name):
+                prof.wrap(mod, name)
+    for mod in (models.cnn, models.fc):
+        prof.wrap(mod, "softmax_loss")
+    for name, fn in nn.classifier.LOSSES.items():
+        prof.wrap(nn.classifier.LOSSES, name, fn.__name__)
+    prof.wrap(optim, "sgd")
+    prof.wrap(L._checks, "float_inputs", "checks")
+    xp = np if args.backend == "numpy" else gpunet.get_array_module(gpunet.asarray([0.0]))
+    ops = get_ops(xp)
+    for name in dir(type(ops)):
+        if not name.startswith("_") and name not in ("uniform", "name") and callable(getattr(ops, name)):
+            prof.wrap(ops, name, f"ops.{name}")
+    if args.backend == "numpy":
+        prof.wrap(np, "matmul", "GEMM np.matmul")
+        prof.wrap(np, "dot", "GEMM np.dot")
+    net = getattr(model, "net", None)
+    if isinstance(net, nn.Sequential):  # layer objects: one node per module
+        for i, m in enumerate(net.layers):
+            label = f"[{i}] {type(m).__name__}({m.extra_repr()})"
+            prof.wrap(m, "forward", label + ".forward")
+            prof.wrap(m, "backward", label + ".backward")
+    prof.wrap(model, "loss", "model.loss")
+
+    steps = max(3, int(args.min_time / step_s) + 1)
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    sync()
+    prof_s = (time.perf_counter() - t0) / steps
+    prof.unwrap()
+    print(f"gpunet profile: {case.name} ({case.label}), batch {case.batch}, {dtype}, backend {args.backend}")
+    print(f"{info['blas']}; threads={args.threads}")
+    print(f"step {1e3 * step_s:.2f} ms unprofiled ({case.batch / step_s:,.0f} samples/s), "
+          f"{1e3 * prof_s:.2f} ms with timers; {steps} steps\n")
+    print(prof.report(steps, prof_s))
+
+
+def torch_profile(args) -> None:
+    """PyTorch's own per-operator profile of the same step (top operators by self time)."""
+    import torch
+
+    set_threads("torch", args.threads)
+    case = CASES.get(args.profile) or MEMORY_CASE
+    step, sync, _ = torch_step_fn(case, args.dtypes[0], args.backend)
+    step_s, _ = time_step(step, sync, args.warmup, args.min_time)
+    steps = max(3, int(args.min_time / step_s) + 1)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as p:
+        for _ in range(steps):
+            step()
+        sync()
+    print(f"\nPyTorch {torch.__version__}: step {1e3 * step_s:.2f} ms unprofiled "
+          f"({case.batch / step_s:,.0f} samples/s); top operators over {steps} steps:")
+    print(p.key_averages().table(sort_by="self_cpu_time_total", row_limit=14))
+
+
+# --- command line -----------------------------------------------------------------------
+def parse(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--backend", choices=["numpy", "cupy"], default="numpy",
+                    help="gpunet backend; cupy is compared with PyTorch CUDA (default numpy vs PyTorch CPU)")
+    ap.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, from {','.join(CASES)}")
+    ap.add_argument("--dtypes", default="float32,float64", help="comma-separated (default float32,float64)")
+    ap.add_argument("--rounds", type=int, default=5, help="alternating rounds (default 5)")
+    ap.add_argument("--threads", type=int, default=2, help="BLAS / intra-op threads of both (default 2)")
+    ap.add_argument("--warmup", type=float, default=0.5, help="warm-up seconds per case (default 0.5)")
+    ap.add_argument("--min-time", type=float, default=1.0, help="timed seconds per case and round (default 1)")
+    ap.add_argument("--frameworks", default="gpunet,torch", help="gpunet,torch (default both)")
+    ap.add_argument("--no-memory", dest="memory", action="store_false",
+                    help=f"skip the peak-memory run ({MEMORY_CASE.name})")
+    ap.add_argument("--json", metavar="PATH", help="also write the table as JSON")
+    ap.add_argument("--json-only", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--profile", metavar="CASE", help="print the per-layer time of one case and exit")
+    ap.add_argument("--quick", action="store_true",
+                    help=f"smoke run: {','.join(QUICK_CASES)}, float32, 1 round, short timings, no memory run")
+    ap.add_argument("--worker", choices=list(STEP_FNS), help=argparse.SUPPRESS)
+    ap.add_argument("--memory", dest="memory_worker", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.cases, args.dtypes, args.rounds = ",".join(QUICK_CASES), "float32", 1
+        args.warmup, args.min_time, args.memory = 0.1, 0.2, False
+    args.cases = [c for c in args.cases.split(",") if c]
+    unknown = [c for c in args.cases if c not in CASES]
+    if unknown:
+        ap.error(f"unknown case(s) {unknown}; choose from {list(CASES)}")
+    args.dtypes = [d for d in args.dtypes.split(",") if d]
+    args.frameworks = [f for f in args.frameworks.split(",") if f]
+    return args
+
+
+def main(argv=None) -> None:
+    args = parse(argv)
+    if args.worker:
+        args.memory = args.memory_worker
+        worker(args)
+    elif args.profile:
+        profile(args)
+        if "torch" in args.frameworks and torch_available():
+            sys.stdout.flush()
+            env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+            subprocess.run([sys.executable, str(Path(__file__).resolve()), "--torch-profile", *sys.argv[1:]],
+                           env=env, check=False)
+    else:
+        drive(args)
+
+
+if __name__ == "__main__":
+    if "--torch-profile" in sys.argv:
+        sys.argv.remove("--torch-profile")
+        torch_profile(parse())
+    else:
+        main()

@@ -1,0 +1,33 @@
+"""scripts/bench.py --quick runs end to end for gpunet alone (no PyTorch needed) and prints
+its table; the timings themselves are benchmarks, never asserted here."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "scripts" / "bench.py"
+
+
+def test_bench_quick_prints_a_table(tmp_path):
+    out = tmp_path / "bench.json"
+    cmd = [sys.executable, str(BENCH), "--quick", "--frameworks", "gpunet", "--json", str(out)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=ROOT)
+    except subprocess.TimeoutExpired:
+        pytest.skip("bench --quick took more than 60 s on this machine (busy?)")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("case "))
+    assert "gpunet/s" in lines[header] and "ratio" in lines[header] and "GEMM" in lines[header]
+    rows = [line.split() for line in lines[header + 2:] if line.strip()]
+    assert {r[0] for r in rows} >= {"mlp784-b32", "cnn"}
+    assert any("blas" in line.lower() or "openblas" in line.lower() for line in lines[:header])
+    table = json.loads(out.read_text())
+    assert {r["case"] for r in table["rows"]} == {"mlp784-b32", "cnn"}
+    for r in table["rows"]:
+        assert r["gpunet_samples_per_s"] > 0 and r["torch_samples_per_s"] is None
+        assert 0 < r["gemm_share"] <= 1
