@@ -77,6 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", default=None, metavar="FILE.npz", help="continue from a checkpoint")
     t.add_argument("--plot", default=None, metavar="FILE.png", help="save loss/accuracy curves (needs matplotlib)")
     t.add_argument("--quiet", action="store_true", help="print only the final test accuracy")
+    t.add_argument("--distributed", action="store_true",
+                   help="data-parallel training over MPI processes (needs gpunet[mpi]); launch as "
+                   "`mpiexec -n 4 python -m mpi4py -m gpunet train --distributed`; --batch-size is "
+                   "then per process and only rank 0 prints and writes files")
 
     sub.add_parser("info", help="versions, the BLAS NumPy uses, and whether CuPy can use a GPU")
     return parser
@@ -111,11 +115,17 @@ def train(args, parser) -> int:
     from .backend.info import device_summary
     from .solver import Solver
 
-    say = (lambda *a: None) if args.quiet else print
+    comm = _distributed_comm(parser) if args.distributed else None
+    root = comm is None or comm.rank == 0
+    say = print if root and not args.quiet else (lambda *a: None)
     try:
         backend = use_backend(args.backend).name
     except BackendUnavailableError as exc:
         parser.error(str(exc))
+    if comm is not None and backend == "cupy":
+        from .distributed import use_local_device
+
+        use_local_device(comm)  # one GPU per process on each machine
     say(f"backend: {backend} on {device_summary(backend)}")
 
     started = time.perf_counter()
@@ -126,6 +136,15 @@ def train(args, parser) -> int:
     say(f"data: {ds.name}: {len(ds.y_train)} train / {len(ds.y_val)} val / {len(ds.y_test)} test samples "
         f"of shape {ds.sample_shape}, {ds.num_classes} classes ({time.perf_counter() - started:.1f} s to load)")
 
+    size = comm.size if comm is not None else 1
+    if comm is not None:
+        n = len(ds.y_train)
+        say(f"distributed: {size} process(es) over MPI; batch size {args.batch_size} per process, "
+            f"{args.batch_size * size} per step; {n - n % size} of {n} training samples per epoch")
+        if size > 1 and root and "mpi4py.run" not in sys.modules:
+            print("warning: not started with `python -m mpi4py`: if one process fails, the others may "
+                  "wait forever; launch as `mpiexec -n N python -m mpi4py -m gpunet train --distributed`",
+                  file=sys.stderr)
     model = _build_model(args, ds, parser)
     say(f"model: {type(model).__name__}, {sum(int(p.size) for p in model.params.values()):,} parameters, {args.dtype}")
     solver = Solver(
@@ -133,7 +152,8 @@ def train(args, parser) -> int:
         update_rule=args.optimizer, optim_config={"learning_rate": args.lr}, lr_decay=args.lr_decay,
         lr_schedule="cosine" if args.cosine else None, batch_size=args.batch_size, num_epochs=args.epochs,
         num_train_samples=2000, patience=args.patience, checkpoint_name=args.checkpoint, resume=args.resume,
-        seed=args.seed, verbose=not args.quiet, print_every=max(1, len(ds.y_train) // args.batch_size // 4),
+        seed=args.seed, verbose=not args.quiet, print_every=max(1, len(ds.y_train) // (args.batch_size * size) // 4),
+        comm=comm,
     )
     t0 = time.perf_counter()
     solver.train()
@@ -141,11 +161,23 @@ def train(args, parser) -> int:
     if solver.best_epoch is not None:
         say(f"best validation accuracy {solver.best_val_acc:.4f} (epoch {solver.best_epoch}); "
             f"trained in {seconds:.1f} s")
-    if args.plot:
+    if args.plot and root:
         solver.plot(args.plot)
         say(f"curves written to {args.plot}")
-    print(f"test accuracy: {solver.check_accuracy(ds.X_test, ds.y_test):.4f}")
+    accuracy = solver.check_accuracy(ds.X_test, ds.y_test)  # collective under MPI
+    if root:
+        print(f"test accuracy: {accuracy:.4f}")
     return 0
+
+
+def _distributed_comm(parser):
+    """The MPI communicator of ``--distributed`` (an argparse error if mpi4py is missing)."""
+    from .distributed import get_comm
+
+    try:
+        return get_comm("mpi")
+    except ImportError as exc:
+        parser.error(f"--distributed: {exc}")
 
 
 def info() -> int:

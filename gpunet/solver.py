@@ -30,11 +30,45 @@ Schedules are applied per epoch, warm-up per iteration. Checkpoints are taken at
 ends; resuming one gives bitwise the parameters of an unbroken run on the same backend,
 provided the model draws its randomness from ``model.rng`` (a ``numpy.random.Generator``,
 checkpointed) rather than the global ``np.random``.
+
+Data-parallel training (``comm``, a :class:`gpunet.distributed.Communicator` of ``size``
+processes; every rank builds the same Solver on the same data):
+
+- ``batch_size`` is per process (as PyTorch DDP and ChainerMN): one step consumes
+  ``size * batch_size`` examples. The learning rate is not rescaled.
+- Each epoch every rank draws the same seeded permutation ``perm``, drops its last
+  ``N % size`` entries (a different few each epoch) and takes ``perm[rank::size]`` in
+  batches of ``batch_size``: every rank makes the same number of steps with batches of the
+  same size, and step ``i`` of the job as a whole covers
+  ``perm[i * size * batch_size:(i + 1) * size * batch_size]``, the batch a single process
+  with ``batch_size * size`` would take. The gradients, averaged over ranks (one
+  ``allreduce_mean`` per step on all gradients and the loss), are then that single
+  process's gradient up to rounding, for losses that are means over the batch (BatchNorm
+  normalises with each rank's own batch statistics, so models with BatchNorm differ).
+- Rank 0's parameters, buffers, optimizer state, counters and generators are broadcast
+  when the Solver is built and when it loads a checkpoint (only rank 0 reads the file);
+  ``model.rng`` (dropout) is then re-seeded per rank from rank 0's state at the start and
+  at every epoch end, so masks differ between ranks yet resume exactly.
+- The loss history holds the mean over ranks; accuracies and the validation loss are
+  computed on each rank's share of the (sub)sample and summed over ranks; BatchNorm
+  running statistics are averaged over ranks at every epoch end (before evaluation and
+  saving). Every decision (NaN guard, best epoch, patience, schedules) therefore uses the
+  same numbers on every rank, and all ranks stop together.
+- Only rank 0 prints, plots and writes checkpoints; then all ranks meet (a one-number
+  allreduce that also tells them whether rank 0's write failed, so a failed write raises
+  on every rank instead of leaving the others waiting).
+
+Building the Solver, ``train``, ``load_checkpoint`` and ``check_accuracy`` are collective
+with a full communicator: every rank must call them. A ``comm`` that only has
+``allreduce_mean`` (no ``allreduce_sum``/``bcast``/``barrier``) is used as a gradient hook
+only: the Solver averages gradients through it and lets rank 0 alone print and save, but
+neither shards the data nor synchronises state; the caller gives each rank its own data.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 from collections.abc import Mapping
 import math
 import time
@@ -89,6 +123,24 @@ def _copy(a):
     return copy.deepcopy(a)
 
 
+def _comm_kind(comm):
+    """``(full, rank, size)`` of a ``comm``: ``full`` when it has the whole communicator
+    interface; ``size`` is 1 for a gradient-only hook (the Solver then shards nothing)."""
+    if comm is None:
+        return False, 0, 1
+    missing = [a for a in ("rank", "size", "allreduce_mean") if not hasattr(comm, a)]
+    if missing:
+        raise TypeError(f"comm must be a gpunet.distributed.Communicator (rank, size, "
+                        f"allreduce_mean, allreduce_sum, bcast, barrier); "
+                        f"{type(comm).__name__} has no {', '.join(missing)}")
+    rank, size = comm.rank, comm.size
+    if not (isinstance(size, Integral) and isinstance(rank, Integral) and 0 <= rank < size):
+        raise ValueError(f"comm.rank must be in [0, comm.size), got rank={rank!r}, "
+                         f"size={size!r}")
+    full = all(callable(getattr(comm, m, None)) for m in ("allreduce_sum", "bcast", "barrier"))
+    return full, int(rank), int(size) if full else 1
+
+
 def _check_int(name, value, low, allow_none=False):
     if value is None and allow_none:
         return None
@@ -122,8 +174,9 @@ class Solver:
       ``drop_last`` (False): drop the incomplete last batch of an epoch; ``restore_best``
       (True): put the best epoch's parameters into the model when training ends;
       ``progress`` ("auto": a tqdm bar if tqdm is installed, else plain lines; True; False);
-      ``comm`` (None): an object with ``allreduce_mean(list_of_arrays)``, ``bcast``,
-      ``rank``, ``size`` for data-parallel training (only rank 0 prints and checkpoints).
+      ``comm`` (None): a :class:`gpunet.distributed.Communicator` (``rank``, ``size``,
+      ``allreduce_mean``, ``allreduce_sum``, ``bcast``, ``barrier``) for data-parallel
+      training, see the module docstring (``batch_size`` is then per process).
     """
 
     def __init__(self, model, data, **kwargs):
@@ -193,23 +246,33 @@ class Solver:
         self.schedule = make_schedule(lr_schedule, lr_decay=self.lr_decay,
                                       num_epochs=max(self.num_epochs, 1),
                                       warmup_iters=warmup_iters)
-        self._is_root = self.comm is None or getattr(self.comm, "rank", 0) == 0
+        self._full_comm, self._rank, self._size = _comm_kind(self.comm)
+        self._is_root = self._rank == 0
+        self._share = self._rank if self._size > 1 else 0  # which share of the data is ours
         self._tqdm = self._find_tqdm()
 
         num_train = self.X_train.shape[0]
+        per_rank = num_train // self._size  # examples per rank and epoch
+        where = "" if self._size == 1 else f" per process ({self._size} processes)"
+        if per_rank == 0:
+            raise ValueError(f"{num_train} training examples cannot be shared by {self._size} "
+                             "processes; use fewer processes or more data")
         if self.drop_last:
-            if num_train < self.batch_size:
+            if per_rank < self.batch_size:
                 raise ValueError(
-                    f"drop_last=True with batch_size={self.batch_size} > {num_train} training "
-                    "examples would leave no batch; lower batch_size or set drop_last=False"
+                    f"drop_last=True with batch_size={self.batch_size} > {per_rank} training "
+                    f"examples{where} would leave no batch; lower batch_size or set "
+                    "drop_last=False"
                 )
-            self.iterations_per_epoch = num_train // self.batch_size
+            self.iterations_per_epoch = per_rank // self.batch_size
         else:
-            self.iterations_per_epoch = -(-num_train // self.batch_size)
+            self.iterations_per_epoch = -(-per_rank // self.batch_size)
 
         self._reset()
         if resume is not None:
             self.load_checkpoint(resume)
+        elif self._size > 1:
+            self._sync_from_root()
 
     # --- state ------------------------------------------------------------------------
     def _reset(self):
@@ -285,13 +348,22 @@ class Solver:
         return from_host(to_numpy(out) if b != "numpy" else np.ascontiguousarray(out), like)
 
     # --- one step -----------------------------------------------------------------------
-    def _reduce_grads(self, grads: dict) -> dict:
-        """Average gradients over data-parallel workers (identity without ``comm``)."""
+    def _reduce(self, grads: dict, loss):
+        """``(grads, loss)`` averaged over the ranks of ``comm`` (unchanged without one).
+
+        A full communicator gets every gradient and the loss in one ``allreduce_mean`` (one
+        packed buffer per dtype); a gradient-only hook gets the gradients alone.
+        """
         if self.comm is None:
-            return grads
+            return grads, loss
         names = list(self.model.params)
-        reduced = self.comm.allreduce_mean([grads[k] for k in names])
-        return dict(zip(names, reduced))
+        arrays = [grads[k] for k in names]
+        if not self._full_comm:
+            return dict(zip(names, self.comm.allreduce_mean(arrays))), loss
+        if not _is_array(loss):  # a Python or NumPy scalar: a 0-d array of its dtype
+            loss = np.asarray(loss, dtype=np.float64 if isinstance(loss, (int, float)) else None)
+        *reduced, loss = self.comm.allreduce_mean(arrays + [loss])
+        return dict(zip(names, reduced)), loss
 
     def _step(self, idx: np.ndarray):
         """Forward/backward on the minibatch ``idx`` and one update of every parameter.
@@ -312,7 +384,7 @@ class Solver:
         if missing:
             raise KeyError(f"model.loss returned no gradient for parameter(s) {missing}; "
                            "grads must have the same keys as model.params")
-        grads = self._reduce_grads(grads)
+        grads, loss = self._reduce(grads, loss)
         for p, w in self.model.params.items():
             next_w, next_config = self.update_rule(w, grads[p], self.optim_configs[p])
             if next_w is not w:
@@ -344,9 +416,12 @@ class Solver:
         num_train = self.X_train.shape[0]
         ipe, bs = self.iterations_per_epoch, self.batch_size
         perm = self._rng.permutation(num_train)
+        size = self._size
+        if size > 1:  # this rank's share: equal sizes on every rank (see the module doc)
+            perm = perm[:num_train - num_train % size][self._share::size]
         self._set_lr()
         window = _LossWindow(ipe)
-        bar = self._open_bar(ipe * bs if self.drop_last else num_train)
+        bar = self._open_bar(ipe * bs * size if self.drop_last else len(perm) * size)
         t_report, samples = time.perf_counter(), 0
         try:
             for i in range(ipe):
@@ -356,9 +431,9 @@ class Solver:
                 t = self.iteration
                 window.put(i, self._step(idx))
                 self.iteration += 1
-                samples += len(idx)
+                samples += len(idx) * size
                 if bar is not None:
-                    bar.update(len(idx))
+                    bar.update(len(idx) * size)
                 report = t % self.print_every == 0
                 if report or i == ipe - 1:  # the only read-backs of the loss
                     losses = self._read_losses(window, i + 1)
@@ -411,6 +486,7 @@ class Solver:
 
     def _end_epoch(self, bar):
         self.history["lr"].append(self._current_lr())
+        self._average_buffers()
         train_acc, _ = self._evaluate(self.X_train, self.y_train, self.num_train_samples,
                                       None, with_loss=False)
         val_acc, val_loss = self._evaluate(self.X_val, self.y_val, self.num_val_samples,
@@ -439,12 +515,22 @@ class Solver:
             f"(Epoch {self.epoch} / {self.num_epochs}) train acc: {train_acc:f}; val_acc: "
             f"{val_acc:f}; val_loss: {val_loss:f}; lr: {self._current_lr():g}"
         ))
-        if self.checkpoint_name is not None and self._is_root:
-            path = self.save_checkpoint(f"{self.checkpoint_name}_epoch_{self.epoch}.npz")
-            self._print(bar, f'Saving checkpoint to "{path}"')
-            if improved:
-                self.best_checkpoint = Path(f"{self.checkpoint_name}_best.npz")
-                self.save_checkpoint(self.best_checkpoint)
+        self._reseed_model_rng()
+        if self.checkpoint_name is not None:
+            best = Path(f"{self.checkpoint_name}_best.npz")
+            error = None
+            if self._is_root:
+                try:
+                    path = self.save_checkpoint(f"{self.checkpoint_name}_epoch_{self.epoch}.npz")
+                    self._print(bar, f'Saving checkpoint to "{path}"')
+                    if improved:
+                        self.best_checkpoint = best
+                        self.save_checkpoint(best)
+                except Exception as exc:
+                    error = exc
+            elif improved:
+                self.best_checkpoint = best
+            self._agree(error, "write the checkpoint")
         if self.stopped_early:
             self._print(bar, (
                 f"Early stopping: {self.monitor} has not improved for {self.epochs_since_best} "
@@ -485,8 +571,9 @@ class Solver:
             n = num_samples
         like = self._like()
         correct = loss_sum = None
-        for start in range(0, n, batch_size):
-            stop = min(start + batch_size, n)
+        lo, hi = n * self._share // self._size, n * (self._share + 1) // self._size  # our share
+        for start in range(lo, hi, batch_size):
+            stop = min(start + batch_size, hi)
             if idx is None:
                 Xb, yb = self._slice(X, start, stop, like), self._slice(y, start, stop, like)
             else:
@@ -497,7 +584,7 @@ class Solver:
                     f"model.loss(X) returned scores of shape {tuple(scores.shape)}; expected "
                     f"({stop - start}, num_classes)"
                 )
-            if start == 0 and isinstance(y, np.ndarray):
+            if start == lo and isinstance(y, np.ndarray):
                 _check_labels(y, scores.shape[1])
             xp = get_array_module(scores, yb)
             yb = xp.astype(yb, xp.int64)
@@ -506,11 +593,16 @@ class Solver:
             if with_loss:
                 s = _softmax_ce_sum(xp, scores, yb)
                 loss_sum = s if loss_sum is None else loss_sum + s
-        xp = get_array_module(correct)
-        parts = [xp.astype(correct, xp.float64)]
-        if with_loss:
-            parts.append(xp.astype(loss_sum, xp.float64))
-        host = to_numpy(xp.stack(parts))  # the one read-back
+        if correct is None:  # no share of the (sub)sample on this rank
+            host = np.zeros(2 if with_loss else 1)
+        else:
+            xp = get_array_module(correct)
+            parts = [xp.astype(correct, xp.float64)]
+            if with_loss:
+                parts.append(xp.astype(loss_sum, xp.float64))
+            host = to_numpy(xp.stack(parts))  # the one read-back
+        if self._size > 1:  # counts and loss sums of all ranks: one small allreduce
+            (host,) = self.comm.allreduce_sum([np.array(host, dtype=np.float64)])
         acc = float(host[0]) / n
         return acc, (float(host[1]) / n if with_loss else math.nan)
 
@@ -519,8 +611,13 @@ class Solver:
         """Write the full training state to ``path`` (.npz, atomically); returns the path.
 
         Holds parameters, buffers, optimizer state, best parameters, counters, history and
-        RNG states; arrays are copied to the host.
+        RNG states; arrays are copied to the host. Under MPI, call it on rank 0 only.
         """
+        arrays, meta = self._state()
+        return save_npz_atomic(path, arrays, meta)
+
+    def _state(self) -> tuple[dict, dict]:
+        """``(arrays, meta)``: the training state as named arrays (any backend) and JSON data."""
         arrays = {}
         for k, w in self.model.params.items():
             arrays[f"param/{k}"] = w
@@ -568,14 +665,45 @@ class Solver:
             "eval_rng": self._eval_rng.bit_generator.state,
             "model_rng": model_rng.bit_generator.state if model_rng is not None else None,
             "backend": backend_of(self._like()),
+            "world_size": self._size,
         }
-        return save_npz_atomic(path, arrays, meta)
+        return arrays, meta
 
     def load_checkpoint(self, path) -> None:
         """Restore the training state saved by :meth:`save_checkpoint` (from any backend)
-        onto the backend of ``model.params``; training continues at the next epoch."""
+        onto the backend of ``model.params``; training continues at the next epoch.
+
+        With a communicator of several processes this is collective: rank 0 reads the
+        file and broadcasts the state; an error on rank 0 is raised on every rank.
+        """
+        if self._size == 1:
+            self._load_file(path)
+            return
+        error = None
+        if self._is_root:
+            try:
+                self._load_file(path)
+            except Exception as exc:
+                error = exc
+        self._sync_from_root(error, f"load checkpoint {str(path)!r}")
+
+    def _load_file(self, path) -> None:
         arrays, meta = load_npz(path)
         where = f"checkpoint {str(path)!r}"
+        saved = meta.get("world_size", 1)
+        if saved != self._size and self._is_root:
+            warnings.warn(f"{where} was written by {saved} process(es), this run has "
+                          f"{self._size}: a step now takes {self._size} x batch_size="
+                          f"{self._size * self.batch_size} examples instead of "
+                          f"{saved * self.batch_size}", stacklevel=3)
+        self._apply_state(arrays, meta, where)
+        if self.checkpoint_name is not None:
+            best = Path(f"{self.checkpoint_name}_best.npz")
+            self.best_checkpoint = best if best.exists() else None
+
+    def _apply_state(self, arrays: dict, meta: dict, where: str) -> None:
+        """Check ``(arrays, meta)`` (host arrays, as :meth:`_state` describes them) against
+        this Solver and model, then make it the training state (all or nothing)."""
         if meta.get("kind") != "solver":
             raise ValueError(f"{where} is not a Solver checkpoint")
         if meta["update_rule"] != self.update_rule_name:
@@ -651,13 +779,102 @@ class Solver:
         model_rng = self._model_rng()
         if meta["model_rng"] is not None:
             if model_rng is None:
-                warnings.warn(f"{where} holds the state of model.rng but the model has no "
-                              "numpy Generator `rng`; dropout masks will differ", stacklevel=2)
+                if self._is_root:
+                    warnings.warn(f"{where} holds the state of model.rng but the model has no "
+                                  "numpy Generator `rng`; dropout masks will differ",
+                                  stacklevel=4)
             else:
                 model_rng.bit_generator.state = meta["model_rng"]
-        if self.checkpoint_name is not None:
-            best = Path(f"{self.checkpoint_name}_best.npz")
-            self.best_checkpoint = best if best.exists() else None
+
+    # --- data-parallel state --------------------------------------------------------------
+    def _sync_from_root(self, error=None, what="share rank 0's training state"):
+        """Make rank 0's whole training state (what a checkpoint holds) every rank's: its
+        JSON part by :func:`~gpunet.distributed.bcast_json`, its arrays by one ``bcast``
+        of host buffers. ``error`` (rank 0's failure to produce the state) is raised on
+        every rank. Then re-seed ``model.rng`` per rank."""
+        from .distributed import bcast_json
+
+        comm = self.comm
+        if self._is_root:
+            if error is not None:
+                payload = {"error": f"{type(error).__name__}: {error}"}
+            else:
+                arrays, meta = self._state()
+                host = {k: np.ascontiguousarray(to_numpy(v)) for k, v in arrays.items()}
+                best = str(self.best_checkpoint) if self.best_checkpoint is not None else None
+                payload = {"meta": meta, "best_checkpoint": best,
+                           "arrays": [[k, list(a.shape), a.dtype.str] for k, a in host.items()]}
+        payload = bcast_json(comm, payload if self._is_root else None)
+        if "error" in payload:
+            if error is not None:
+                raise error
+            raise RuntimeError(f"rank 0 failed to {what}: {payload['error']}")
+        if self._is_root:
+            names, bufs = list(host), list(host.values())
+        else:
+            names = [k for k, _, _ in payload["arrays"]]
+            bufs = [np.empty(shape, dtype=np.dtype(dt)) for _, shape, dt in payload["arrays"]]
+        bufs = comm.bcast(bufs, root=0)
+        failure = None
+        if not self._is_root:
+            try:
+                self._apply_state(dict(zip(names, bufs)), payload["meta"], "rank 0's state")
+                best = payload["best_checkpoint"]
+                self.best_checkpoint = Path(best) if best is not None else None
+            except Exception as exc:
+                failure = exc
+        self._agree(failure, "take over rank 0's training state (build the same Solver and "
+                             "model on every rank)")
+        self._reseed_model_rng(payload["meta"]["model_rng"])
+
+    def _agree(self, error, what: str) -> None:
+        """Raise ``error`` if given; with several processes, first tell every rank (one
+        small allreduce, which also makes all ranks meet) so that all of them raise."""
+        if self._size == 1:
+            if error is not None:
+                raise error
+            return
+        flags = np.zeros(self._size)
+        flags[self._rank] = error is not None
+        (flags,) = self.comm.allreduce_sum([flags])
+        if error is not None:
+            raise error
+        failed = np.flatnonzero(flags).tolist()
+        if failed:
+            raise RuntimeError(f"rank(s) {failed} failed to {what}; see their error")
+
+    def _average_buffers(self) -> None:
+        """Average the model's floating buffers (BatchNorm running statistics) over ranks."""
+        if self._size == 1:
+            return
+        buffers = self._buffers()
+        if not buffers:
+            return
+        names = [k for k, v in buffers.items()
+                 if _is_array(v) and np.dtype(host_dtype(v.dtype)).kind in "fc"]
+        if names:
+            reduced = self.comm.allreduce_mean([buffers[k] for k in names])
+            self.model.set_buffers({**buffers, **dict(zip(names, reduced))})
+
+    def _reseed_model_rng(self, root_state=None) -> None:
+        """Give ``model.rng`` on rank r > 0 a stream derived from rank 0's state and r (all
+        ranks call this together): dropout masks differ between ranks, and a checkpoint,
+        which holds rank 0's state, restores every rank's."""
+        rng = self._model_rng()
+        if self._size == 1 or rng is None:
+            return
+        if root_state is None:
+            from .distributed import bcast_json
+
+            root_state = bcast_json(self.comm, rng.bit_generator.state if self._is_root else None)
+        if self._is_root:
+            return
+        from .checkpoint import encode_meta
+
+        digest = hashlib.sha256(str(encode_meta({"s": root_state})[()]).encode()).digest()
+        seq = np.random.SeedSequence(int.from_bytes(digest[:16], "little"),
+                                     spawn_key=(self._rank,))
+        rng.bit_generator.state = type(rng.bit_generator)(seq).state
 
     # --- reporting ---------------------------------------------------------------------------
     def _find_tqdm(self):
@@ -698,12 +915,15 @@ class Solver:
 
     def plot(self, path=None):
         """Draw loss per iteration, train/val accuracy and learning rate per epoch; save the
-        figure to ``path`` (e.g. "curves.png") if given. Returns the matplotlib Figure."""
+        figure to ``path`` (e.g. "curves.png") if given. Returns the matplotlib Figure
+        (``None`` on ranks other than 0 of a data-parallel run, which draw nothing)."""
         try:
             from matplotlib.figure import Figure
             from matplotlib.ticker import MaxNLocator
         except ImportError:
             raise ImportError("Solver.plot needs matplotlib: pip install gpunet[train]") from None
+        if not self._is_root:
+            return None
         h = self.history
         fig = Figure(figsize=(12, 3.6), layout="constrained")
         ax_loss, ax_acc, ax_lr = fig.subplots(1, 3)

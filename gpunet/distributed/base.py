@@ -1,0 +1,78 @@
+"""The communicator interface every data-parallel backend implements, and helpers built
+only on that interface."""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["Communicator", "bcast_json"]
+
+
+class Communicator:
+    """A group of ``size`` processes; this one is number ``rank`` (0 <= rank < size).
+
+    All methods are *collective*: every rank calls them in the same order with lists of
+    arrays of the same shapes and dtypes (a mismatch raises ``ValueError`` on every rank).
+    Arrays may be NumPy, CuPy or array_api_strict; results are written into the given
+    arrays in place (a read-only NumPy array is replaced by a new one in the returned list).
+    """
+
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0  # rank among the processes on this machine (for choosing a GPU)
+    local_size: int = 1
+
+    def allreduce_sum(self, arrays):
+        """Elementwise sum over ranks of each array (numeric dtypes); returns the list."""
+        raise NotImplementedError
+
+    def allreduce_mean(self, arrays):
+        """Elementwise mean over ranks of each floating array: the sum, then divided by
+        ``size``; every rank receives the same bits. Returns the list."""
+        raise NotImplementedError
+
+    def bcast(self, arrays, root: int = 0):
+        """Rank ``root``'s values of each array, on every rank; returns the list."""
+        raise NotImplementedError
+
+    def barrier(self) -> None:
+        """Return once every rank has called it."""
+        raise NotImplementedError
+
+    def __repr__(self):
+        return f"{type(self).__name__}(rank={self.rank}, size={self.size})"
+
+
+def check_mean_dtypes(groups, op: str = "allreduce_mean") -> None:
+    """Raise ``TypeError`` unless every group is floating or complex (a mean of integers
+    would need rounding)."""
+    for g in groups:
+        if g.dtype.kind not in "fc":
+            raise TypeError(f"{op} needs floating arrays, got dtype {g.dtype}; use "
+                            "allreduce_sum for counts")
+
+
+def check_root(root, size: int) -> int:
+    if isinstance(root, bool) or not isinstance(root, (int, np.integer)) or not 0 <= root < size:
+        raise ValueError(f"root must be a rank in [0, {size - 1}], got {root!r}")
+    return int(root)
+
+
+def bcast_json(comm, obj, root: int = 0):
+    """Rank ``root``'s ``obj`` (JSON data; NumPy arrays inside, e.g. a bit-generator state,
+    are allowed) on every rank, through two buffer broadcasts (length, then UTF-8 bytes):
+    no pickle. Other ranks' ``obj`` is ignored."""
+    from ..checkpoint import decode_meta, encode_meta
+
+    if comm.size == 1:
+        return obj
+    if comm.rank == root:
+        data = np.frombuffer(str(encode_meta({"obj": obj})[()]).encode("utf-8"), dtype=np.uint8)
+        n = np.array([data.size], dtype=np.int64)
+    else:
+        n = np.zeros(1, dtype=np.int64)
+    (n,) = comm.bcast([n], root=root)
+    if comm.rank != root:
+        data = np.empty(int(n[0]), dtype=np.uint8)
+    (data,) = comm.bcast([data], root=root)
+    return decode_meta(np.array(bytes(data).decode("utf-8")))["obj"]
