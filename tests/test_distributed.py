@@ -297,6 +297,17 @@ def test_two_ranks_equal_one_process_on_the_same_global_batches(trained):
                            gpunet.to_numpy(T.model("layernorm", seed=100).params["W1"]))
 
 
+@needs_mpi
+def test_device_arrays_take_the_same_path(trained, tmp_path):
+    """The array_api_strict backend (arrays on a non-CPU device, the stand-in for CuPy):
+    packing, unpacking and state placement work on device arrays and change no bit."""
+    env = _env()
+    env["GPUNET_BACKEND"] = "strict"
+    _ok(mpirun([SCRIPTS / "train.py", tmp_path, "layernorm"], env=env))
+    for r in (0, 1):
+        _same(_load(tmp_path, "layernorm", r)[0], _load(trained, "layernorm", 0)[0])
+
+
 class _Recording(type(T.model("batchnorm"))):
     """Records the training batches the single-process Solver takes."""
 
@@ -458,3 +469,78 @@ def test_cli_train_distributed(tmp_path):
                                 "--resume", tmp_path / "run_epoch_3.npz"])
     assert code == 0, err
     assert out.count("test accuracy:") == 1
+
+
+@needs_mpi
+def test_a_failure_on_one_rank_is_raised_on_every_rank(tmp_path):
+    """Rank 0 cannot write a checkpoint / find the resume file; rank 1 was built with
+    another batch size; rank 1's loss turns NaN: each time both ranks raise (no rank
+    waits alone in a collective) and the job goes on to the next case."""
+    _ok(mpirun([SCRIPTS / "train.py", tmp_path, "errors"]))
+    e0, e1 = (json.loads((tmp_path / f"errors.rank{r}.json").read_text()) for r in (0, 1))
+    assert e0["write"] == ["OSError", "disk full (injected)"]
+    assert e1["write"] == ["RuntimeError", "rank(s) [0] failed to write the checkpoint; see "
+                                           "their error"]
+    assert e0["write_epoch"] == e1["write_epoch"] == 2
+    assert e0["missing"][0] == "FileNotFoundError" and "missing.npz" in e0["missing"][1]
+    assert e1["missing"][0] == "RuntimeError"
+    assert e1["missing"][1].startswith("rank 0 failed to load checkpoint")
+    assert e1["mismatch"][0] == "ValueError" and "batch_size=16" in e1["mismatch"][1]
+    assert e0["mismatch"] == ["RuntimeError", "rank(s) [1] failed to take over rank 0's training "
+                              "state (build the same Solver and model on every rank); see their "
+                              "error"]
+    # The loss history holds the mean over ranks, so rank 1's NaN stops both at iteration 5.
+    for e in (e0, e1):
+        assert e["nan"][0] == "NonFiniteLossError" and "at iteration 5 of 24" in e["nan"][1]
+        assert e["nan_at"] == [7, 4]
+
+
+# --- on GPUs (pytest -m gpu) ------------------------------------------------------------------
+
+
+def _gpu_count():
+    from gpunet.backend import cupy_status
+
+    cupy, _ = cupy_status()
+    return 0 if cupy is None else cupy.cuda.runtime.getDeviceCount()
+
+
+def _gpu_layernorm_run(tmp_path, kind, n, cuda_aware=False):
+    env = _env()
+    env.update(GPUNET_BACKEND="cupy", GPUNET_TEST_COMM=kind,
+               GPUNET_TEST_CUDA_AWARE="1" if cuda_aware else "0")
+    _ok(mpirun([SCRIPTS / "train.py", tmp_path, "layernorm"], n=n, env=env, timeout=300))
+    runs = [_load(tmp_path, "layernorm", r)[0] for r in range(n)]
+    for other in runs[1:]:
+        _same(runs[0], other)
+    ref = T.model("layernorm", seed=100)  # on NumPy: CuPy's float64 sums round differently
+    Solver(ref, T.data(), **T.settings("layernorm", n * T.PER_RANK_BATCH)).train()
+    for k, w in ref.params.items():
+        np.testing.assert_allclose(runs[0][f"p/{k}"], w, rtol=0, atol=1e-9, err_msg=k)
+
+
+@needs_mpi
+@pytest.mark.gpu
+@pytest.mark.parametrize("cuda_aware", [
+    False,
+    pytest.param(True, marks=pytest.mark.skipif(
+        os.environ.get("GPUNET_TEST_CUDA_AWARE") != "1",
+        reason="set GPUNET_TEST_CUDA_AWARE=1 when the MPI library is CUDA-aware")),
+])
+def test_cupy_over_mpi(tmp_path, cuda_aware):
+    """CuPy parameters, MPI through host buffers (or device buffers if CUDA-aware); both
+    ranks may share one GPU."""
+    _gpu_layernorm_run(tmp_path, "mpi", 2, cuda_aware)
+
+
+@needs_mpi
+@pytest.mark.gpu
+def test_cupy_over_nccl(tmp_path):
+    """NCCL needs one GPU per rank: 2 ranks with 2 GPUs, else 1 rank (setup only)."""
+    try:
+        from gpunet.distributed.nccl import import_nccl
+
+        import_nccl()
+    except ImportError as exc:
+        pytest.skip(str(exc))
+    _gpu_layernorm_run(tmp_path, "nccl", 2 if _gpu_count() >= 2 else 1)

@@ -10,6 +10,7 @@ references.
 """
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -77,10 +78,67 @@ class FailingNet(FullyConnectedNet):
         return super().loss(X, y)
 
 
+class NaNNet(FullyConnectedNet):
+    """Returns a NaN loss on rank 1 from its 5th training step on (rank 0's stay finite)."""
+
+    def __init__(self, rank):
+        super().__init__([8], input_dim=64, num_classes=10, dtype=np.float64, seed=0)
+        self.rank, self.calls = rank, 0
+
+    def loss(self, X, y=None):
+        out = super().loss(X, y)
+        if y is None:
+            return out
+        self.calls += 1
+        return (out[0] * np.nan, out[1]) if self.rank == 1 and self.calls >= 5 else out
+
+
+def errors(out: Path, comm) -> dict:
+    """Failures on one rank that every rank must see: ``{case: [error type, message]}``."""
+    r, seen = comm.rank, {}
+    small = data(n_train=64, n_val=20)
+
+    def attempt(case, fn):
+        try:
+            fn()
+            seen[case] = None
+        except Exception as exc:
+            seen[case] = [type(exc).__name__, str(exc)]
+
+    real = solver_mod.save_npz_atomic
+
+    def failing(path, arrays, meta=None):
+        if "epoch_2" in str(path):
+            raise OSError("disk full (injected)")
+        return real(path, arrays, meta)
+
+    solver_mod.save_npz_atomic = failing
+    try:
+        s = solver_mod.Solver(model("layernorm"), small, comm=comm,
+                              **dict(settings("layernorm", 16), checkpoint_name=str(out / "e")))
+        attempt("write", s.train)
+        seen["write_epoch"] = s.epoch
+    finally:
+        solver_mod.save_npz_atomic = real
+    attempt("missing", lambda: solver_mod.Solver(model("layernorm"), small, comm=comm,
+                                                 resume=out / "missing.npz",
+                                                 **settings("layernorm", 16)))
+    attempt("mismatch", lambda: solver_mod.Solver(model("layernorm"), small, comm=comm,
+                                                  **settings("layernorm", 16 if r == 0 else 8)))
+    s = solver_mod.Solver(NaNNet(r), small, comm=comm, **dict(settings("layernorm", 4),
+                                                              print_every=3))
+    attempt("nan", s.train)
+    seen["nan_at"] = [s.iteration, len(s.history["loss"])]
+    return seen
+
+
 def run(out: Path, job: str, comm) -> None:
     r = comm.rank
     if job == "fail":
         solver_mod.Solver(FailingNet(r), data(), comm=comm, **settings("layernorm", 8)).train()
+        return
+    if job == "errors":
+        (out / f"errors.rank{r}.json").write_text(json.dumps(errors(out, comm)))
         return
     writes = []
     real = solver_mod.save_npz_atomic
@@ -108,10 +166,15 @@ def run(out: Path, job: str, comm) -> None:
 
 
 def main(argv):
-    from gpunet.distributed import get_comm
+    """``OUT_DIR JOB...``; ``GPUNET_TEST_COMM`` (default "mpi") picks the communicator and
+    ``GPUNET_BACKEND`` the backend (cupy: one GPU per process on each machine)."""
+    from gpunet.distributed import get_comm, use_local_device
 
     out = Path(argv[0])
-    comm = get_comm("mpi")
+    kind = os.environ.get("GPUNET_TEST_COMM", "mpi")
+    comm = get_comm(kind, cuda_aware=os.environ.get("GPUNET_TEST_CUDA_AWARE") == "1")
+    if gpunet.get_backend() == "cupy" and kind == "mpi":
+        use_local_device(comm)
     for job in argv[1:]:
         run(out, job, comm)
 
