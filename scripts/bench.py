@@ -286,15 +286,23 @@ def worker(args) -> None:
 
 
 # --- the driver ---------------------------------------------------------------------------
-def run_worker(framework: str, args, extra: list[str]) -> list[dict]:
+#: glibc malloc settings of ``--malloc keep`` (both frameworks): keep freed memory for
+#: reuse instead of returning it to the system (and faulting it in again) every step.
+MALLOC_KEEP = {"MALLOC_TRIM_THRESHOLD_": str(2**34), "MALLOC_MMAP_THRESHOLD_": str(2**30)}
+
+
+def run_worker(framework: str, args, cases: list[str], extra: list[str]) -> list[dict]:
+    """Run one worker process (a fresh process per framework and case) and parse its lines."""
     env = dict(os.environ)
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         env[var] = str(args.threads)
+    if args.malloc == "keep":
+        env.update(MALLOC_KEEP)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", framework,
            "--backend", args.backend, "--threads", str(args.threads),
            "--warmup", str(args.warmup), "--min-time", str(args.min_time),
-           "--dtypes", ",".join(args.dtypes), "--cases", ",".join(args.cases), *extra]
+           "--dtypes", ",".join(args.dtypes), "--cases", ",".join(cases), *extra]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if proc.returncode:
         sys.stderr.write(proc.stderr)
@@ -316,24 +324,22 @@ def drive(args) -> None:
     frameworks = [f for f in args.frameworks if f != "torch" or torch_available()]
     if "torch" in args.frameworks and "torch" not in frameworks:
         print("PyTorch is not installed (pip install -e .[bench]): timing gpunet only\n")
-    results: dict[tuple, dict[str, list]] = {}
+    results: dict[tuple, dict[str, list]] = {(c, d): {} for c in args.cases for d in args.dtypes}
     infos = {}
     for r in range(args.rounds):
-        order = frameworks if r % 2 == 0 else frameworks[::-1]
-        for fw in order:
-            t0 = time.perf_counter()
-            for rec in run_worker(fw, args, []):
-                if "info" in rec:
-                    infos[fw] = rec["info"]
-                    continue
-                key = (rec["case"], rec["dtype"])
-                results.setdefault(key, {}).setdefault(fw, []).append(rec)
-            if not args.json_only:
-                print(f"round {r + 1}/{args.rounds}: {fw} done in {time.perf_counter() - t0:.0f} s", flush=True)
+        t0 = time.perf_counter()
+        for i, case in enumerate(args.cases):  # a fresh process per framework and case
+            for fw in (frameworks if (r + i) % 2 == 0 else frameworks[::-1]):
+                for rec in run_worker(fw, args, [case], []):
+                    if "info" in rec:
+                        infos[fw] = rec["info"]
+                    else:
+                        results[(rec["case"], rec["dtype"])].setdefault(fw, []).append(rec)
+        print(f"round {r + 1}/{args.rounds} done in {time.perf_counter() - t0:.0f} s", flush=True)
     memory = {}
     if args.memory:
         for fw in frameworks:
-            for rec in run_worker(fw, args, ["--memory"]):
+            for rec in run_worker(fw, args, [], ["--memory"]):
                 if "memory" in rec:
                     memory[fw] = rec["memory"]
 
@@ -341,8 +347,8 @@ def drive(args) -> None:
     for fw in frameworks:
         info = infos.get(fw, {})
         print(f"{fw:7s} {info.get('blas', '')}; threads={args.threads}")
-    print(f"backend={args.backend}; {args.rounds} alternating rounds, one process per framework per round; "
-          f"medians; warm-up {args.warmup} s, >= {args.min_time} s timed per case\n")
+    print(f"backend={args.backend}; malloc={args.malloc}; {args.rounds} rounds, one process per framework "
+          f"and case, their order alternating; medians; warm-up {args.warmup} s, >= {args.min_time} s timed\n")
     header = (f"{'case':<13} {'model':<31} {'dtype':<7} {'batch':>5} {'gpunet/s':>10} {'torch/s':>10} "
               f"{'ratio':>6} {'GEMM':>5}  per-round ratios")
     print(header)
@@ -374,7 +380,7 @@ def drive(args) -> None:
             print(f"  {fw:7s} peak {m['peak_mib']:7.0f} MiB   delta {m['delta_mib']:7.0f} MiB")
     if args.json:
         out = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "backend": args.backend,
-               "threads": args.threads, "rounds": args.rounds, "info": infos, "rows": rows, "memory": memory}
+               "threads": args.threads, "malloc": args.malloc, "rounds": args.rounds, "info": infos, "rows": rows, "memory": memory}
         Path(args.json).write_text(json.dumps(out, indent=2))
         print(f"\nwrote {args.json}")
 
@@ -547,10 +553,12 @@ def parse(argv=None):
     ap.add_argument("--warmup", type=float, default=0.5, help="warm-up seconds per case (default 0.5)")
     ap.add_argument("--min-time", type=float, default=1.0, help="timed seconds per case and round (default 1)")
     ap.add_argument("--frameworks", default="gpunet,torch", help="gpunet,torch (default both)")
+    ap.add_argument("--malloc", choices=["default", "keep"], default="default",
+                    help="keep: glibc keeps freed memory (MALLOC_TRIM_THRESHOLD_/MALLOC_MMAP_THRESHOLD_) in both "
+                         "frameworks' processes instead of faulting it in again every step (default: as is)")
     ap.add_argument("--no-memory", dest="memory", action="store_false",
                     help=f"skip the peak-memory run ({MEMORY_CASE.name})")
     ap.add_argument("--json", metavar="PATH", help="also write the table as JSON")
-    ap.add_argument("--json-only", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--profile", metavar="CASE", help="print the per-layer time of one case and exit")
     ap.add_argument("--quick", action="store_true",
                     help=f"smoke run: {','.join(QUICK_CASES)}, float32, 1 round, short timings, no memory run")

@@ -217,6 +217,46 @@ def test_column_budget_from_the_environment(monkeypatch):
     assert conv_layer._budget_from_env() == 256 * 2**20
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("pool", [(2, 2, (2, 2), (8, 10)), (3, 3, (2, 2), (9, 7)), (2, 3, (1, 3), (8, 9)),
+                                  (2, 2, (3, 3), (8, 5))])
+@pytest.mark.parametrize("budget", [None, 1])
+def test_fused_conv_relu_pool_matches_the_generic_composition(dtype, pool, budget):
+    kh, kw, pstride, (h, w) = pool
+    x, wt, b, _ = _conv_case((5, 3, h, w, 3, 3, (1, 1), (1, 1)), dtype, f=4)
+    x = np.round(x * 2) / 2  # ties in the pooling windows, zeros at the ReLU kink
+    pout = (conv_output_size(h, kh, pstride[0], 0), conv_output_size(w, kw, pstride[1], 0))
+    assert (h - kh) % pstride[0] == 0 and (w - kw) % pstride[1] == 0
+    p = (kh, kw, pstride, pout)
+    rng = np.random.default_rng(8)
+    dout = rng.standard_normal((5, 4) + pout).astype(dtype)
+    results = []
+    for ops in (GENERIC, FAST):
+        s, out, saved = ops.conv_relu_pool_forward(x, wt, b, (1, 1), (1, 1), p, budget)
+        grads = ops.conv_relu_pool_backward(dout, s, out, s, p, x.shape, wt, (1, 1), (1, 1), saved, True, budget)
+        results.append((s, out, *grads))
+    for f, g in zip(*reversed(results)):
+        close(f, g, dtype)
+    s, out, saved = FAST.conv_relu_pool_forward(x, wt, b, (1, 1), (1, 1), p, budget)
+    dx, dw, db = FAST.conv_relu_pool_backward(dout, s, out, s, p, x.shape, wt, (1, 1), (1, 1), saved, False, budget)
+    assert dx is None
+    close(dw, results[0][3], dtype)
+
+
+def test_sandwich_conv_relu_pool_keeps_its_errors_and_results():
+    x, wt, b, _ = _conv_case((2, 3, 8, 8, 3, 3, (1, 1), (1, 1)), np.float64)
+    out, cache = L.conv_relu_pool_forward(x, wt, b, {"stride": 1, "pad": 1}, {"pool_height": 2, "pool_width": 2})
+    a, _ = L.conv_forward(x, wt, b, {"stride": 1, "pad": 1})
+    want, _ = L.max_pool_forward(np.maximum(a, 0), {"pool_height": 2, "pool_width": 2})
+    close(out, want, np.float64)
+    with pytest.raises(ValueError, match="max_pool_forward: the height does not tile"):
+        L.conv_relu_pool_forward(x, wt, b, {"stride": 1, "pad": 1}, {"pool_height": 3, "pool_width": 2})
+    with pytest.raises(ValueError, match="conv_forward"):
+        L.conv_relu_pool_forward(x, wt[:, :2], b, {"stride": 1, "pad": 1}, {"pool_height": 2, "pool_width": 2})
+    with pytest.raises(ValueError, match="max_pool_backward: dout must have shape"):
+        L.conv_relu_pool_backward(np.ones((2, 4, 3, 3)), cache)
+
+
 # --- pooling -----------------------------------------------------------------------------------
 POOLS = [  # h, w, kh, kw, (sh, sw): tiling, overlapping, gapped, non-square
     (8, 8, 2, 2, (2, 2)),
@@ -302,5 +342,6 @@ def test_every_override_is_tested():
     overridden = {name for name, fn in vars(NumpyOps).items() if callable(fn) and not name.startswith("_")}
     tested = {"relu_backward", "relu_backward_", "relu_", "leaky_relu_backward", "sigmoid", "sigmoid_backward",
               "bias_relu", "im2col", "col2im", "conv2d_forward", "conv2d_backward", "max_pool",
-              "max_pool_backward", "avg_pool", "avg_pool_backward", "matmul_tn", "sgd", "sgd_momentum", "adam"}
+              "max_pool_backward", "avg_pool", "avg_pool_backward", "matmul_tn", "sgd", "sgd_momentum", "adam",
+              "conv_relu_pool_forward", "conv_relu_pool_backward"}
     assert overridden <= tested, f"untested NumpyOps overrides: {sorted(overridden - tested)}"

@@ -85,6 +85,11 @@ def _select(cond: np.ndarray, a: np.ndarray, out: np.ndarray | None = None) -> n
     return out
 
 
+def _tiles(x_shape, kh: int, kw: int, stride, out_hw) -> bool:
+    """Whether the pooling windows cover every input element exactly once."""
+    return tuple(stride) == (kh, kw) and tuple(x_shape[2:]) == (kh * out_hw[0], kw * out_hw[1])
+
+
 def _blocks(size: int, block: int = BLOCK):
     """(start, stop) pairs covering range(size) in steps of ``block``."""
     return [(s, min(s + block, size)) for s in range(0, size, block)]
@@ -318,6 +323,11 @@ class NumpyOps(Ops):
     def conv2d_forward(self, x: np.ndarray, w: np.ndarray, b: np.ndarray, stride, pad, budget=None):
         if not _float(x, w, b):
             return super().conv2d_forward(x, w, b, stride, pad, budget)
+        return self._conv_forward(x, w, b, stride, pad, budget), ("x", x)
+
+    def _conv_forward(self, x: np.ndarray, w: np.ndarray, b: np.ndarray, stride, pad, budget, epilogue=None):
+        """conv(x) + b (N, F, OH, OW) chunk by chunk; ``epilogue(start, chunk)`` runs on each
+        finished chunk of the output while it is still in cache."""
         geo = _Geometry(x.shape, w.shape, stride, pad)
         f, k = geo.f, geo.k
         nb = self._chunk(geo.n, k, (geo.oh, geo.row), x.dtype.itemsize, budget)
@@ -331,14 +341,21 @@ class NumpyOps(Ops):
             cols = geo.columns(x[s : s + m], work, cols_buf)
             prod = np.matmul(w2, cols, out=prod_buf[: f * cols.shape[1]].reshape(f, cols.shape[1]))
             np.add(geo.output_view(prod, m), b4, out=out[s : s + m])
-        return out, ("x", x)
+            if epilogue is not None:
+                epilogue(s, out[s : s + m])
+        return out
 
     def conv2d_backward(self, dout: np.ndarray, x_shape, w: np.ndarray, stride, pad, saved, compute_dx=True,
                         budget=None):
         kind, x = saved
         if kind != "x" or not _float(dout, w, x):
             return super().conv2d_backward(dout, x_shape, w, stride, pad, saved, compute_dx, budget)
-        geo = _Geometry(x_shape, w.shape, stride, pad)
+        return self._conv_backward(lambda s, m: dout[s : s + m], x, w, stride, pad, compute_dx, budget)
+
+    def _conv_backward(self, dout_chunk, x: np.ndarray, w: np.ndarray, stride, pad, compute_dx, budget):
+        """(dx, dw, db) of a convolution chunk by chunk; ``dout_chunk(start, m)`` gives the
+        gradient (m, F, OH, OW) of samples start..start+m (it may be computed on the fly)."""
+        geo = _Geometry(x.shape, w.shape, stride, pad)
         f, k, n, dtype = geo.f, geo.k, geo.n, x.dtype
         nb = self._chunk(n, k, (geo.oh, geo.row), dtype.itemsize, budget)
         # dx: stride 1 is a convolution of dout (padded by k - 1 - pad) with the flipped
@@ -357,24 +374,26 @@ class NumpyOps(Ops):
             w2t = w.reshape(f, k).T
             dcols_buf = _scratch.get("conv_dcols", k * nb * geo.cols_per_sample, dtype)
             dwork = geo.workspace("conv_dx_pad", nb, dtype)  # col2im sums (its own block)
-        db = np.sum(np.reshape(dout, (n, f, geo.oh * geo.ow)).sum(axis=2), axis=0)
-        dx = np.empty(x_shape, dtype) if compute_dx else None
+        dx = np.empty(x.shape, dtype) if compute_dx else None
         cols_buf = _scratch.get("conv_cols", k * nb * geo.cols_per_sample, dtype)
         d_buf = _scratch.get("conv_dout", f * nb * geo.cols_per_sample, dtype)
         work = geo.workspace("conv_pad", nb, dtype)
         transposed = k >= 64  # dw.T = cols @ d2.T is the faster GEMM for long columns (measured)
-        acc = None
+        acc = db = None
         for s in range(0, n, nb):
             m = min(nb, n - s)
+            dout = dout_chunk(s, m)
+            part_db = np.sum(np.reshape(dout, (m, f, geo.oh * geo.ow)).sum(axis=2), axis=0)
             cols = geo.columns(x[s : s + m], work, cols_buf)
-            d2 = geo.gradient_rows(dout[s : s + m], d_buf)  # (F, m * columns per sample)
+            d2 = geo.gradient_rows(dout, d_buf)  # (F, m * columns per sample)
             part = np.matmul(cols, d2.T) if transposed else np.matmul(d2, cols.T)
             if acc is None:
-                acc = part
+                acc, db = part, part_db
             else:
                 acc += part
+                db += part_db
             if full is not None:
-                cols_dx = full.columns(dout[s : s + m], full_work, full_cols)
+                cols_dx = full.columns(dout, full_work, full_cols)
                 prod = np.matmul(w_flip, cols_dx, out=full_prod[: geo.c * cols_dx.shape[1]].reshape(geo.c, -1))
                 np.copyto(dx[s : s + m], full.output_view(prod, m))
             elif compute_dx:
@@ -383,13 +402,55 @@ class NumpyOps(Ops):
         dw = np.ascontiguousarray(acc.T) if transposed else acc
         return dx, dw.reshape(w.shape), db
 
+    # --- conv - relu - max pool, fused chunk by chunk ---------------------------------
+    def conv_relu_pool_forward(self, x: np.ndarray, w: np.ndarray, b: np.ndarray, stride, pad, pool,
+                               budget=None):
+        kh, kw, pstride, pout = pool
+        if not _float(x, w, b) or kh * kw == 1:
+            return super().conv_relu_pool_forward(x, w, b, stride, pad, pool, budget)
+        n, f = x.shape[0], w.shape[0]
+        pooled = np.empty((n, f) + tuple(pout), x.dtype)
+
+        def relu_pool(s: int, chunk: np.ndarray):  # while the chunk of conv output is in cache
+            np.maximum(chunk, 0.0, out=chunk)
+            self._max_pool_into(chunk, kh, kw, pstride, pout, pooled[s : s + chunk.shape[0]])
+
+        rectified = self._conv_forward(x, w, b, stride, pad, budget, relu_pool)
+        return rectified, pooled, ("x", x)
+
+    def conv_relu_pool_backward(self, dout: np.ndarray, s: np.ndarray, out: np.ndarray, relu_y: np.ndarray, pool,
+                                x_shape, w: np.ndarray, stride, pad, saved, compute_dx=True, budget=None):
+        kind, x = saved
+        kh, kw, pstride, pout = pool
+        if (kind != "x" or relu_y is not s or not _float(dout, s, out, w, x) or dout.shape != out.shape
+                or kh * kw == 1):
+            return super().conv_relu_pool_backward(dout, s, out, relu_y, pool, x_shape, w, stride, pad, saved,
+                                                   compute_dx, budget)
+        tiles = _tiles(s.shape, kh, kw, pstride, pout)
+        per = s[0].size
+
+        def gradient(start: int, m: int):  # pool backward, then ReLU backward, of samples start..start+m
+            ds = _scratch.get("crp_ds", m * per, s.dtype).reshape((m,) + s.shape[1:])
+            if not tiles:
+                ds[...] = 0
+            self._max_pool_backward_into(dout[start : start + m], s[start : start + m], out[start : start + m],
+                                         kh, kw, pstride, pout, ds, tiles)
+            return self._relu_backward_into(ds, s[start : start + m], ds)
+
+        return self._conv_backward(gradient, x, w, stride, pad, compute_dx, budget)
+
     # --- pooling ----------------------------------------------------------------
     def max_pool(self, x: np.ndarray, kh: int, kw: int, stride, out_hw):
         if not _float(x) or kh * kw == 1:
             return super().max_pool(x, kh, kw, stride, out_hw)
+        out = np.empty(x.shape[:2] + tuple(out_hw), x.dtype)
+        return self._max_pool_into(x, kh, kw, stride, out_hw, out)
+
+    def _max_pool_into(self, x: np.ndarray, kh: int, kw: int, stride, out_hw, out: np.ndarray) -> np.ndarray:
+        """Max over the kh*kw (>= 2) window offsets, row-major as the generic loop, into out."""
         win = self._window
-        offsets = [(i, j) for i in range(kh) for j in range(kw)]  # row-major, as the generic loop
-        out = np.maximum(x[win(*offsets[0], stride, out_hw)], x[win(*offsets[1], stride, out_hw)])
+        offsets = [(i, j) for i in range(kh) for j in range(kw)]
+        np.maximum(x[win(*offsets[0], stride, out_hw)], x[win(*offsets[1], stride, out_hw)], out=out)
         for i, j in offsets[2:]:
             np.maximum(out, x[win(i, j, stride, out_hw)], out=out)
         return out
@@ -398,9 +459,14 @@ class NumpyOps(Ops):
                           out_hw):
         if not _float(dout, x, out) or dout.shape != out.shape or dout.size == 0:
             return super().max_pool_backward(dout, x, out, kh, kw, stride, out_hw)
-        it = _INT[dout.dtype.itemsize]
-        tiles = tuple(stride) == (kh, kw)  # every input element lies in exactly one window
+        tiles = _tiles(x.shape, kh, kw, stride, out_hw)
         dx = np.empty(x.shape, dout.dtype) if tiles else np.zeros(x.shape, dout.dtype)
+        return self._max_pool_backward_into(dout, x, out, kh, kw, stride, out_hw, dx, tiles)
+
+    def _max_pool_backward_into(self, dout: np.ndarray, x: np.ndarray, out: np.ndarray, kh: int, kw: int, stride,
+                                out_hw, dx: np.ndarray, tiles: bool) -> np.ndarray:
+        """Route dout to the first maximum of each window, into dx (zeros unless ``tiles``)."""
+        it = _INT[dout.dtype.itemsize]
         n, per = dout.shape[0], dout[0].size
         nb = max(1, min(n, BLOCK // max(per, 1)))  # samples per block: temporaries in cache
         offsets = [self._window(i, j, stride, out_hw) for i in range(kh) for j in range(kw)]
@@ -440,7 +506,7 @@ class NumpyOps(Ops):
         if not _float(dout):
             return super().avg_pool_backward(dout, x_shape, kh, kw, stride, out_hw)
         share = dout / (kh * kw)
-        tiles = tuple(stride) == (kh, kw)
+        tiles = _tiles(x_shape, kh, kw, stride, out_hw)
         dx = np.empty(x_shape, dout.dtype) if tiles else np.zeros(x_shape, dout.dtype)
         for i in range(kh):
             for j in range(kw):

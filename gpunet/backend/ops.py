@@ -167,6 +167,23 @@ class Ops:
                     dx[s : s + m, ...] = part_dx
         return dx, xp.reshape(dw, w.shape), db
 
+    def conv_relu_pool_forward(self, x, w, b, stride, pad, pool, budget=None):
+        """s = relu(conv(x) + b) and its max pool; ``pool`` = (kh, kw, stride, out_hw).
+
+        Returns (s, pooled, saved) with ``saved`` as :meth:`conv2d_forward`'s.
+        """
+        a, saved = self.conv2d_forward(x, w, b, stride, pad, budget)
+        s = self.relu_(a)  # the convolution's output is ours: rectified in place
+        return s, self.max_pool(s, *pool), saved
+
+    def conv_relu_pool_backward(self, dout, s, out, relu_y, pool, x_shape, w, stride, pad, saved,
+                                compute_dx=True, budget=None):
+        """(dx or None, dw, db) of :meth:`conv_relu_pool_forward`: max-pool backward of dout
+        (N, F, PH, PW) from s and out, ReLU backward from relu_y, convolution backward."""
+        ds = self.max_pool_backward(dout, s, out, *pool)
+        ds = self.relu_backward_(ds, relu_y)
+        return self.conv2d_backward(ds, x_shape, w, stride, pad, saved, compute_dx, budget)
+
     # --- pooling: a loop over the kh*kw window offsets, each a strided slice ----------
     @staticmethod
     def _window(i: int, j: int, stride, out_hw):

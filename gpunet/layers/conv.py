@@ -87,15 +87,19 @@ def conv_forward(x, w, b, conv_param):
     conv_param: 'stride' and 'pad' (int or (h, w) pair; defaults 1 and 0; zero padding).
     Returns out (N, F, OH, OW), OH = (H + 2*pad - HH) / stride + 1, and cache.
     """
-    fn = "conv_forward"
+    xp, stride, pad, _ = checked_inputs("conv_forward", x, w, b, conv_param)
+    out, saved = get_ops(xp).conv2d_forward(x, w, b, stride, pad, _column_budget)
+    return out, (x.shape, w, b, stride, pad, saved)
+
+
+def checked_inputs(fn: str, x, w, b, conv_param):
+    """Check a convolution's inputs; returns (xp, stride, pad, (OH, OW))."""
     xp = _checks.float_inputs(fn, x=x, w=w, b=b)
     _checks.ndim(fn, "x", x, 4, "(N, C, H, W)")
     _checks.ndim(fn, "w", w, 4, "(F, C, HH, WW)")
-    f, _, kh, kw = w.shape
-    _checks.shape(fn, "b", b, (f,), "F = w.shape[0]")
-    stride, pad, _ = conv_geometry(fn, x.shape, w.shape, conv_param)
-    out, saved = get_ops(xp).conv2d_forward(x, w, b, stride, pad, _column_budget)
-    return out, (x.shape, w, b, stride, pad, saved)
+    _checks.shape(fn, "b", b, (w.shape[0],), "F = w.shape[0]")
+    stride, pad, out_hw = conv_geometry(fn, x.shape, w.shape, conv_param)
+    return xp, stride, pad, out_hw
 
 
 def conv_backward(dout, cache, compute_dx: bool = True):

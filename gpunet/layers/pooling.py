@@ -20,6 +20,12 @@ def pool_geometry(fn: str, x, pool_param):
     """Check a pooling's input and return (kh, kw, (sh, sw), (OH, OW))."""
     _checks.keys(fn, "pool_param", pool_param, _KEYS, {"pool_height", "pool_width"})
     _checks.ndim(fn, "x", x, 4, "(N, C, H, W)")
+    return pool_shape_geometry(fn, tuple(x.shape), pool_param)
+
+
+def pool_shape_geometry(fn: str, x_shape, pool_param):
+    """:func:`pool_geometry` for an input of 4-D ``x_shape`` that does not exist yet."""
+    _checks.keys(fn, "pool_param", pool_param, _KEYS, {"pool_height", "pool_width"})
     kh, kw = pool_param["pool_height"], pool_param["pool_width"]
     for name, k in (("pool_height", kh), ("pool_width", kw)):
         if not isinstance(k, int) or isinstance(k, bool) or k < 1:
@@ -28,7 +34,7 @@ def pool_geometry(fn: str, x, pool_param):
     if min(stride) < 1:
         raise ValueError(f"{fn}: pool_param['stride'] must be >= 1, got {stride}")
     out = []
-    for axis, size, k, s in (("height", x.shape[2], kh, stride[0]), ("width", x.shape[3], kw, stride[1])):
+    for axis, size, k, s in (("height", x_shape[2], kh, stride[0]), ("width", x_shape[3], kw, stride[1])):
         span = size - k
         if span < 0 or span % s:
             raise ValueError(

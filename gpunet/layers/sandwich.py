@@ -6,9 +6,10 @@ from ..backend import get_ops
 from . import _checks
 from .activations import relu_backward, relu_forward
 from .affine import _flat, affine_backward
-from .conv import conv_backward, conv_forward
+from . import conv as _conv
+from .conv import checked_inputs, conv_backward, conv_forward
 from .normalization import spatial_batchnorm_backward, spatial_batchnorm_forward
-from .pooling import max_pool_backward, max_pool_forward
+from .pooling import pool_geometry, pool_shape_geometry
 
 
 def affine_relu_forward(x, w, b):
@@ -56,18 +57,27 @@ def conv_relu_backward(dout, cache, compute_dx: bool = True):
 
 
 def conv_relu_pool_forward(x, w, b, conv_param, pool_param):
-    """max_pool(relu(conv(x))). Returns out and cache."""
-    a, conv_cache = conv_forward(x, w, b, conv_param)
-    s, relu_cache = _relu_own(a)
-    out, pool_cache = max_pool_forward(s, pool_param)
-    return out, (conv_cache, relu_cache, pool_cache)
+    """max_pool(relu(conv(x))). Returns out and cache (the caches of the three layers).
+
+    One primitive, ``get_ops(xp).conv_relu_pool_forward``, so that a backend can fuse the
+    three (NumPy: ReLU and pooling of each chunk of the convolution while it is in cache).
+    """
+    xp, stride, pad, (oh, ow) = checked_inputs("conv_forward", x, w, b, conv_param)
+    pool = pool_shape_geometry("max_pool_forward", (x.shape[0], w.shape[0], oh, ow), pool_param)
+    s, out, saved = get_ops(xp).conv_relu_pool_forward(x, w, b, stride, pad, pool, _conv.get_column_budget())
+    return out, ((x.shape, w, b, stride, pad, saved), s, (s, out, pool_param))
 
 
 def conv_relu_pool_backward(dout, cache, compute_dx: bool = True):
     """Gradients (dx, dw, db) of :func:`conv_relu_pool_forward`."""
     conv_cache, relu_cache, pool_cache = cache
-    ds = max_pool_backward(dout, pool_cache)  # a fresh array: rectified in place
-    return conv_backward(_relu_backward_own(ds, relu_cache), conv_cache, compute_dx)
+    s, out, pool_param = pool_cache
+    xp = _checks.float_inputs("max_pool_backward", dout=dout, x=s)
+    pool = pool_geometry("max_pool_backward", s, pool_param)
+    _checks.shape("max_pool_backward", "dout", dout, out.shape, "(N, C, OH, OW) of the forward pass")
+    x_shape, w, _, stride, pad, saved = conv_cache
+    return get_ops(xp).conv_relu_pool_backward(dout, s, out, relu_cache, pool, x_shape, w, stride, pad, saved,
+                                               compute_dx, _conv.get_column_budget())
 
 
 def conv_bn_relu_forward(x, w, b, gamma, beta, conv_param, bn_param):
