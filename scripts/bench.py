@@ -2,17 +2,20 @@
 """gpunet against PyTorch, side by side: samples/s of one training step
 (forward + backward + SGD update) on the same models, shapes, dtype and thread count.
 
-Each framework runs in its own process (two BLAS thread pools in one process disturb
-each other), the processes alternate round by round, every case is warmed up first,
-and the table reports medians over the rounds: samples/s of each framework, the ratio
-gpunet/PyTorch (median of the per-round ratios) and the share of gpunet's step spent
-in GEMM (np.matmul / np.dot). The peak memory (ru_maxrss) of one case is measured in
-processes of its own.
+Every case runs in a fresh process per framework (two BLAS thread pools in one process
+disturb each other, and a process's allocation history changes its page faults), the two
+processes alternate in order from case to case and round to round, each case is warmed
+up first, and the table reports medians over the rounds: samples/s of each framework,
+the step time, the ratio gpunet/PyTorch per round and its median, and the share of
+gpunet's step spent in GEMM (np.matmul / np.dot). The CPU time other processes used
+during each round is reported (it disturbs the timings). The peak memory (ru_maxrss) of
+the 3-conv net at batch 256 is measured in processes of its own.
 
-    python scripts/bench.py                    # the full table (about 5 minutes on 2 cores)
-    python scripts/bench.py --quick            # a smoke run: few cases, short rounds
-    python scripts/bench.py --profile cnn      # time per layer of one case (gpunet)
+    python scripts/bench.py                    # the full table (about 10 minutes on 2 cores)
+    python scripts/bench.py --quick            # a smoke run: two cases, one short round
+    python scripts/bench.py --profile cnn      # time per layer of one case (and PyTorch's ops)
     python scripts/bench.py --json out.json    # also write the table as JSON
+    python scripts/bench.py --malloc keep      # both frameworks with glibc keeping freed memory
     python scripts/bench.py --backend cupy     # CuPy against PyTorch CUDA
 
 PyTorch is optional (``pip install -e .[bench]``); without it only gpunet is timed.
@@ -60,12 +63,12 @@ LEARNING_RATE = 1e-3
 
 # --- gpunet side ------------------------------------------------------------------------
 def gpunet_step_fn(case: Case, dtype: str, backend: str):
-    """(step, sync, X, y) for one gpunet training step of ``case`` on ``backend``."""
+    """(step, sync, model): one gpunet training step of ``case`` (the model's loss, then
+    gpunet.optim.sgd on every parameter, as the Solver does) and a device sync."""
     import numpy as np
 
     import gpunet
-    from gpunet import models, nn
-    from gpunet import optim
+    from gpunet import models, nn, optim
 
     gpunet.use_backend(backend)
     rng = np.random.default_rng(0)
@@ -116,6 +119,7 @@ def gpunet_step_fn(case: Case, dtype: str, backend: str):
 
 # --- PyTorch side ------------------------------------------------------------------------
 def torch_step_fn(case: Case, dtype: str, backend: str):
+    """(step, sync, model): the same step in PyTorch (nn.Module, cross-entropy, optim.SGD)."""
     import torch
     from torch import nn
 
@@ -310,6 +314,24 @@ def run_worker(framework: str, args, cases: list[str], extra: list[str]) -> list
     return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
 
 
+def busy_cpu_seconds() -> float | None:
+    """CPU seconds all processes have spent busy so far (Linux /proc/stat), or None."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+        hz = os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+    user, nice, system, idle, iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / hz
+
+
+def children_cpu_seconds() -> float:
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def torch_available() -> bool:
     import importlib.util
 
@@ -326,8 +348,9 @@ def drive(args) -> None:
         print("PyTorch is not installed (pip install -e .[bench]): timing gpunet only\n")
     results: dict[tuple, dict[str, list]] = {(c, d): {} for c in args.cases for d in args.dtypes}
     infos = {}
+    foreign = []  # CPU seconds other processes used during each round: they disturb the timings
     for r in range(args.rounds):
-        t0 = time.perf_counter()
+        t0, busy0, own0 = time.perf_counter(), busy_cpu_seconds(), children_cpu_seconds()
         for i, case in enumerate(args.cases):  # a fresh process per framework and case
             for fw in (frameworks if (r + i) % 2 == 0 else frameworks[::-1]):
                 for rec in run_worker(fw, args, [case], []):
@@ -335,7 +358,11 @@ def drive(args) -> None:
                         infos[fw] = rec["info"]
                     else:
                         results[(rec["case"], rec["dtype"])].setdefault(fw, []).append(rec)
-        print(f"round {r + 1}/{args.rounds} done in {time.perf_counter() - t0:.0f} s", flush=True)
+        wall, busy1 = time.perf_counter() - t0, busy_cpu_seconds()
+        other = None if busy0 is None else max(0.0, (busy1 - busy0) - (children_cpu_seconds() - own0))
+        foreign.append(None if other is None else other / wall)
+        load = "" if other is None else f"; other processes kept {other / wall:.2f} CPUs busy"
+        print(f"round {r + 1}/{args.rounds} done in {wall:.0f} s{load}", flush=True)
     memory = {}
     if args.memory:
         for fw in frameworks:
@@ -348,9 +375,14 @@ def drive(args) -> None:
         info = infos.get(fw, {})
         print(f"{fw:7s} {info.get('blas', '')}; threads={args.threads}")
     print(f"backend={args.backend}; malloc={args.malloc}; {args.rounds} rounds, one process per framework "
-          f"and case, their order alternating; medians; warm-up {args.warmup} s, >= {args.min_time} s timed\n")
+          f"and case, their order alternating; medians; warm-up {args.warmup} s, >= {args.min_time} s timed")
+    if any(f is not None and f > 0.1 for f in foreign):
+        print("note: other processes were busy during rounds "
+              + ", ".join(f"{i + 1} ({f:.2f} CPUs)" for i, f in enumerate(foreign) if f is not None and f > 0.1)
+              + "; their ratios are less reliable")
+    print()
     header = (f"{'case':<13} {'model':<31} {'dtype':<7} {'batch':>5} {'gpunet/s':>10} {'torch/s':>10} "
-              f"{'ratio':>6} {'GEMM':>5}  per-round ratios")
+              f"{'ratio':>6} {'GEMM':>5} {'step ms g/t':>13}  per-round ratios")
     print(header)
     print("-" * len(header))
     rows = []
@@ -370,8 +402,9 @@ def drive(args) -> None:
         rows.append(row)
         ratio = "-" if row["ratio"] is None else f"{row['ratio']:.2f}"
         share = "-" if row["gemm_share"] is None else f"{100 * row['gemm_share']:.0f}%"
+        steps = "/".join("-" if v is None else f"{v:.3g}" for v in (row["gpunet_step_ms"], row["torch_step_ms"]))
         print(f"{name:<13} {case.label:<31} {dtype:<7} {case.batch:>5} {fmt_rate(row['gpunet_samples_per_s']):>10} "
-              f"{fmt_rate(row['torch_samples_per_s']):>10} {ratio:>6} {share:>5}  "
+              f"{fmt_rate(row['torch_samples_per_s']):>10} {ratio:>6} {share:>5} {steps:>13}  "
               + " ".join(f"{x:.2f}" for x in ratios))
     if memory:
         print(f"\npeak memory, {MEMORY_CASE.label} at batch {MEMORY_CASE.batch} ({args.dtypes[0]}, "
@@ -380,7 +413,8 @@ def drive(args) -> None:
             print(f"  {fw:7s} peak {m['peak_mib']:7.0f} MiB   delta {m['delta_mib']:7.0f} MiB")
     if args.json:
         out = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "backend": args.backend,
-               "threads": args.threads, "malloc": args.malloc, "rounds": args.rounds, "info": infos, "rows": rows, "memory": memory}
+               "threads": args.threads, "malloc": args.malloc, "rounds": args.rounds,
+               "foreign_cpus_per_round": foreign, "info": infos, "rows": rows, "memory": memory}
         Path(args.json).write_text(json.dumps(out, indent=2))
         print(f"\nwrote {args.json}")
 
@@ -463,20 +497,33 @@ LAYER_FUNCTIONS = [
 ]
 
 
-def profile(args) -> None:
-    """Per-layer (call-tree) wall time of one gpunet training step of ``args.profile``."""
+def _gemm_flops(a, b) -> int:
+    """2*M*N*K (times the batch) of np.matmul / np.dot of a (..., M, K) and b (..., K, N)."""
+    import math
+
+    if getattr(a, "ndim", 0) < 1 or getattr(b, "ndim", 0) < 1:
+        return 0
+    m = a.shape[-2] if a.ndim >= 2 else 1
+    n = b.shape[-1] if b.ndim >= 2 else 1
+    batch = math.prod(a.shape[:-2]) if a.ndim > 2 else 1
+    return 2 * m * n * a.shape[-1] * max(batch, math.prod(b.shape[:-2]) if b.ndim > 2 else 1)
+
+
+def profile(args, torch_step_ms=None) -> None:
+    """Per-layer (call-tree) wall time of one gpunet training step of ``args.profile``, and
+    how far the step is from PyTorch's (``torch_step_ms``) with its GEMMs as they are."""
     import numpy as np
 
     import gpunet
     import gpunet.layers as L
     import gpunet.layers.sandwich as S
-    from gpunet import losses, models, nn, optim
+    from gpunet import models, nn, optim
     from gpunet.backend import get_ops
 
     info = set_threads("gpunet", args.threads)
     case = CASES.get(args.profile) or (MEMORY_CASE if args.profile == MEMORY_CASE.name else None)
     if case is None:
-        raise SystemExit(f"unknown case {args.profile!r}; choose from {sorted(CASES)}")
+        raise SystemExit(f"unknown case {args.profile!r}; choose from {sorted(CASES)} or {MEMORY_CASE.name}")
     dtype = args.dtypes[0]
     step, sync, model = gpunet_step_fn(case, dtype, args.backend)
     step_s, _ = time_step(step, sync, args.warmup, args.min_time)
@@ -495,17 +542,27 @@ def profile(args) -> None:
     xp = np if args.backend == "numpy" else gpunet.get_array_module(gpunet.asarray([0.0]))
     ops = get_ops(xp)
     for name in dir(type(ops)):
-        if not name.startswith("_") and name not in ("uniform", "name") and callable(getattr(ops, name)):
+        if not name.startswith("_") and name not in ("uniform", "name", "conv_chunk") \
+                and callable(getattr(ops, name)):
             prof.wrap(ops, name, f"ops.{name}")
+    flops = [0]
     if args.backend == "numpy":
-        prof.wrap(np, "matmul", "GEMM np.matmul")
-        prof.wrap(np, "dot", "GEMM np.dot")
+        for fname in ("matmul", "dot"):
+            orig = getattr(np, fname)
+
+            def counted(a, b, *rest, _orig=orig, **kw):
+                flops[0] += _gemm_flops(a, b)
+                return _orig(a, b, *rest, **kw)
+
+            prof.patches.append((np, fname, orig, True))
+            setattr(np, fname, counted)
+            prof.wrap(np, fname, f"GEMM np.{fname}")
     net = getattr(model, "net", None)
     if isinstance(net, nn.Sequential):  # layer objects: one node per module
         for i, m in enumerate(net.layers):
             label = f"[{i}] {type(m).__name__}({m.extra_repr()})"
-            prof.wrap(m, "forward", label + ".forward")
-            prof.wrap(m, "backward", label + ".backward")
+            prof.wrap(m, "forward", label[:40] + ".forward")
+            prof.wrap(m, "backward", label[:40] + ".backward")
     prof.wrap(model, "loss", "model.loss")
 
     steps = max(3, int(args.min_time / step_s) + 1)
@@ -521,6 +578,16 @@ def profile(args) -> None:
     print(f"step {1e3 * step_s:.2f} ms unprofiled ({case.batch / step_s:,.0f} samples/s), "
           f"{1e3 * prof_s:.2f} ms with timers; {steps} steps\n")
     print(prof.report(steps, prof_s))
+    gemm_s = sum(v[2] for k, v in prof.nodes.items() if k[-1].startswith("GEMM")) / steps
+    if gemm_s:
+        gf = flops[0] / steps / 1e9
+        print(f"\nGEMM: {1e3 * gemm_s:.2f} ms per step ({100 * gemm_s / prof_s:.0f}%), {gf:.2f} GFLOP at "
+              f"{gf / gemm_s:.0f} GFLOP/s; everything else: {1e3 * (prof_s - gemm_s):.2f} ms")
+        if torch_step_ms:
+            room = torch_step_ms - 1e3 * gemm_s
+            print(f"PyTorch's step: {torch_step_ms:.2f} ms. For 1.0x with these GEMMs everything else must fit "
+                  f"in {room:.2f} ms ({max(room, 0) / (1e3 * (prof_s - gemm_s)):.0%} of what it takes now)"
+                  + ("" if room > 0 else "; the GEMMs alone are slower than PyTorch's whole step"))
 
 
 def torch_profile(args) -> None:
@@ -539,6 +606,7 @@ def torch_profile(args) -> None:
     print(f"\nPyTorch {torch.__version__}: step {1e3 * step_s:.2f} ms unprofiled "
           f"({case.batch / step_s:,.0f} samples/s); top operators over {steps} steps:")
     print(p.key_averages().table(sort_by="self_cpu_time_total", row_limit=14))
+    print(f"TORCH_STEP_MS {1e3 * step_s}")
 
 
 # --- command line -----------------------------------------------------------------------
@@ -583,12 +651,23 @@ def main(argv=None) -> None:
         args.memory = args.memory_worker
         worker(args)
     elif args.profile:
-        profile(args)
-        if "torch" in args.frameworks and torch_available():
-            sys.stdout.flush()
+        torch_text, torch_ms = "", None
+        if "torch" in args.frameworks and torch_available():  # in a process of its own, first
             env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-            subprocess.run([sys.executable, str(Path(__file__).resolve()), "--torch-profile", *sys.argv[1:]],
-                           env=env, check=False)
+            for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+                env[var] = str(args.threads)
+            proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--torch-profile",
+                                   *(argv if argv is not None else sys.argv[1:])],
+                                  env=env, capture_output=True, text=True)
+            for line in proc.stdout.splitlines():
+                if line.startswith("TORCH_STEP_MS "):
+                    torch_ms = float(line.split()[1])
+                else:
+                    torch_text += line + "\n"
+            if proc.returncode:
+                torch_text += proc.stderr
+        profile(args, torch_ms)
+        print(torch_text, end="")
     else:
         drive(args)
 

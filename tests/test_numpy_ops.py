@@ -46,7 +46,7 @@ def test_get_ops_gives_numpy_ops():
 
 # --- activations ---------------------------------------------------------------------------
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", [(7,), (3, 5), (2, 3, 4, 5), (70_000,)])
+@pytest.mark.parametrize("shape", [(7,), (3, 5), (2, 3, 4, 5), (50, 100), (70_000,)])
 def test_activations_match_bit_for_bit(dtype, shape):
     rng = np.random.default_rng(0)
     x, dy = special(dtype, rng, shape), special(dtype, rng, shape)

@@ -46,6 +46,9 @@ def _float(*arrays) -> bool:
 #: Elements per block of the blockwise elementwise passes (their temporaries stay in L2).
 BLOCK = 1 << 16
 
+#: Arrays up to this many elements take np.where (cheaper than the branch-free passes).
+SMALL = 2048
+
 #: Scratch arrays larger than this are not kept between calls.
 SCRATCH_KEEP_BYTES = 64 * 2**20
 
@@ -248,7 +251,9 @@ class NumpyOps(Ops):
     def relu_backward(self, dy: np.ndarray, y: np.ndarray):
         if not _float(dy, y) or dy.shape != y.shape:
             return super().relu_backward(dy, y)
-        if not (dy.flags.c_contiguous and y.flags.c_contiguous):
+        if dy.size <= SMALL:  # a mispredicted branch costs less than three passes here
+            return np.where(np.greater(y, 0), dy, dy.dtype.type(0))
+        if dy.size <= BLOCK or not (dy.flags.c_contiguous and y.flags.c_contiguous):
             return _select(np.greater(y, 0), dy)
         return self._relu_backward_into(dy, y, np.empty(dy.shape, dy.dtype))
 

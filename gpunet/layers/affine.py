@@ -30,6 +30,12 @@ def affine_backward(dout, cache, compute_dx: bool = True):
     x, w, b = cache
     xp = _checks.float_inputs("affine_backward", dout=dout, x=x, w=w)
     _checks.shape("affine_backward", "dout", dout, (x.shape[0], w.shape[1]), "N, M of the forward pass")
+    return affine_grads(xp, dout, cache, compute_dx)
+
+
+def affine_grads(xp, dout, cache, compute_dx: bool = True):
+    """:func:`affine_backward` after its checks, for a dout (N, M) a sandwich layer made itself."""
+    x, w, b = cache
     x2 = _flat(xp, "affine_backward", x, w, b)
     dw = get_ops(xp).matmul_tn(x2, dout)  # x2.T @ dout; NumPy's matmul misses BLAS at N = 1
     db = xp.sum(dout, axis=0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..backend import get_ops
 from . import _checks
 from .activations import relu_backward, relu_forward
-from .affine import _flat, affine_backward
+from .affine import _flat, affine_grads
 from . import conv as _conv
 from .conv import checked_inputs, conv_backward, conv_forward
 from .normalization import spatial_batchnorm_backward, spatial_batchnorm_forward
@@ -22,7 +22,9 @@ def affine_relu_forward(x, w, b):
 def affine_relu_backward(dout, cache, compute_dx: bool = True):
     """Gradients (dx, dw, db) of :func:`affine_relu_forward`."""
     fc_cache, out = cache
-    return affine_backward(relu_backward(dout, out), fc_cache, compute_dx)
+    xp = _checks.float_inputs("relu_backward", dout=dout, x=out)  # relu_backward's checks
+    _checks.shape("relu_backward", "dout", dout, out.shape, "the shape of x")
+    return affine_grads(xp, get_ops(xp).relu_backward(dout, out), fc_cache, compute_dx)
 
 
 def _relu_own(a):
