@@ -31,3 +31,16 @@ def test_bench_quick_prints_a_table(tmp_path):
     for r in table["rows"]:
         assert r["gpunet_samples_per_s"] > 0 and r["torch_samples_per_s"] is None
         assert 0 < r["gemm_share"] <= 1
+
+
+def test_bench_profile_prints_the_layers():
+    cmd = [sys.executable, str(BENCH), "--profile", "cnn", "--frameworks", "gpunet", "--dtypes", "float32",
+           "--warmup", "0.05", "--min-time", "0.1"]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=ROOT)
+    except subprocess.TimeoutExpired:
+        pytest.skip("bench --profile took more than 60 s on this machine (busy?)")
+    assert proc.returncode == 0, proc.stderr
+    for part in ("call path", "conv_relu_pool_forward", "ops.conv_relu_pool_backward", "GEMM np.matmul",
+                 "GEMM:", "everything else"):
+        assert part in proc.stdout
