@@ -123,24 +123,6 @@ def _copy(a):
     return copy.deepcopy(a)
 
 
-def _comm_kind(comm):
-    """``(full, rank, size)`` of a ``comm``: ``full`` when it has the whole communicator
-    interface; ``size`` is 1 for a gradient-only hook (the Solver then shards nothing)."""
-    if comm is None:
-        return False, 0, 1
-    missing = [a for a in ("rank", "size", "allreduce_mean") if not hasattr(comm, a)]
-    if missing:
-        raise TypeError(f"comm must be a gpunet.distributed.Communicator (rank, size, "
-                        f"allreduce_mean, allreduce_sum, bcast, barrier); "
-                        f"{type(comm).__name__} has no {', '.join(missing)}")
-    rank, size = comm.rank, comm.size
-    if not (isinstance(size, Integral) and isinstance(rank, Integral) and 0 <= rank < size):
-        raise ValueError(f"comm.rank must be in [0, comm.size), got rank={rank!r}, "
-                         f"size={size!r}")
-    full = all(callable(getattr(comm, m, None)) for m in ("allreduce_sum", "bcast", "barrier"))
-    return full, int(rank), int(size) if full else 1
-
-
 def _check_int(name, value, low, allow_none=False):
     if value is None and allow_none:
         return None
@@ -246,7 +228,7 @@ class Solver:
         self.schedule = make_schedule(lr_schedule, lr_decay=self.lr_decay,
                                       num_epochs=max(self.num_epochs, 1),
                                       warmup_iters=warmup_iters)
-        self._full_comm, self._rank, self._size = _comm_kind(self.comm)
+        self._full_comm, self._rank, self._size = self._comm_kind()
         self._is_root = self._rank == 0
         self._share = self._rank if self._size > 1 else 0  # which share of the data is ours
         self._tqdm = self._find_tqdm()
@@ -314,6 +296,30 @@ class Solver:
     @property
     def val_acc_history(self):
         return self.history["val_acc"]
+
+    def _comm_kind(self) -> tuple:
+        """``(full, rank, size)`` of ``self.comm``: ``full`` when it has the whole
+        communicator interface; ``size`` is 1 for a gradient-only hook (nothing sharded)."""
+        comm = self.comm
+        if comm is None:
+            return False, 0, 1
+        missing = [a for a in ("rank", "size", "allreduce_mean") if not hasattr(comm, a)]
+        if missing:
+            raise TypeError(f"comm must be a gpunet.distributed.Communicator (rank, size, "
+                            f"allreduce_mean, allreduce_sum, bcast, barrier); "
+                            f"{type(comm).__name__} has no {', '.join(missing)}")
+        rank, size = self.comm.rank, self.comm.size
+        if not (isinstance(size, Integral) and isinstance(rank, Integral) and 0 <= rank < size):
+            raise ValueError(f"comm.rank must be in [0, comm.size), got rank={rank!r}, "
+                             f"size={size!r}")
+        full = all(callable(getattr(comm, m, None)) for m in ("allreduce_sum", "bcast", "barrier"))
+        return full, rank, size if full else 1
+
+    def _bcast_json(self, obj):
+        """Rank 0's JSON data ``obj`` on every rank (see ``Communicator.bcast_json``)."""
+        from .distributed import Communicator
+
+        return Communicator.bcast_json(self.comm, obj)
 
     def _like(self):
         """A parameter array: new data is placed on its backend and device."""
@@ -789,11 +795,9 @@ class Solver:
     # --- data-parallel state --------------------------------------------------------------
     def _sync_from_root(self, error=None, what="share rank 0's training state"):
         """Make rank 0's whole training state (what a checkpoint holds) every rank's: its
-        JSON part by :func:`~gpunet.distributed.bcast_json`, its arrays by one ``bcast``
+        JSON part by ``Communicator.bcast_json``, its arrays by one ``bcast``
         of host buffers. ``error`` (rank 0's failure to produce the state) is raised on
         every rank. Then re-seed ``model.rng`` per rank."""
-        from .distributed import bcast_json
-
         comm = self.comm
         if self._is_root:
             if error is not None:
@@ -804,7 +808,7 @@ class Solver:
                 best = str(self.best_checkpoint) if self.best_checkpoint is not None else None
                 payload = {"meta": meta, "best_checkpoint": best,
                            "arrays": [[k, list(a.shape), a.dtype.str] for k, a in host.items()]}
-        payload = bcast_json(comm, payload if self._is_root else None)
+        payload = self._bcast_json(payload if self._is_root else None)
         if "error" in payload:
             if error is not None:
                 raise error
@@ -864,9 +868,7 @@ class Solver:
         if self._size == 1 or rng is None:
             return
         if root_state is None:
-            from .distributed import bcast_json
-
-            root_state = bcast_json(self.comm, rng.bit_generator.state if self._is_root else None)
+            root_state = self._bcast_json(rng.bit_generator.state if self._is_root else None)
         if self._is_root:
             return
         from .checkpoint import encode_meta

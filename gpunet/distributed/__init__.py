@@ -19,11 +19,11 @@ waiting forever in a collective).
 
 from __future__ import annotations
 
-from .base import Communicator, bcast_json
+from .base import Communicator
 from .single import SingleComm
 
-__all__ = ["Communicator", "MPIComm", "NCCLComm", "SingleComm", "bcast_json", "get_comm",
-           "launched_by_mpi", "use_local_device"]
+__all__ = ["Communicator", "MPIComm", "NCCLComm", "SingleComm", "get_comm", "launched_by_mpi",
+           "use_local_device"]
 
 KINDS = ("auto", "single", "mpi", "nccl")
 

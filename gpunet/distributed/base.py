@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["Communicator", "bcast_json"]
+__all__ = ["Communicator"]
 
 
 class Communicator:
@@ -39,6 +39,27 @@ class Communicator:
         """Return once every rank has called it."""
         raise NotImplementedError
 
+    def bcast_json(self, obj, root: int = 0):
+        """Rank ``root``'s ``obj`` (JSON data; NumPy arrays inside, e.g. a bit-generator
+        state, are allowed) on every rank, through two buffer broadcasts (length, then
+        UTF-8 bytes): no pickle. Other ranks' ``obj`` is ignored. Works on any object with
+        ``rank``, ``size`` and ``bcast``: ``Communicator.bcast_json(comm, obj)``."""
+        from ..checkpoint import decode_meta, encode_meta
+
+        if self.size == 1:
+            return obj
+        if self.rank == root:
+            text = str(encode_meta({"obj": obj})[()])
+            data = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+            length = np.array([data.size], dtype=np.int64)
+        else:
+            length = np.zeros(1, dtype=np.int64)
+        (length,) = self.bcast([length], root=root)
+        if self.rank != root:
+            data = np.empty(int(length[0]), dtype=np.uint8)
+        (data,) = self.bcast([data], root=root)
+        return decode_meta(np.array(bytes(data).decode("utf-8")))["obj"]
+
     def __repr__(self):
         return f"{type(self).__name__}(rank={self.rank}, size={self.size})"
 
@@ -56,23 +77,3 @@ def check_root(root, size: int) -> int:
     if isinstance(root, bool) or not isinstance(root, (int, np.integer)) or not 0 <= root < size:
         raise ValueError(f"root must be a rank in [0, {size - 1}], got {root!r}")
     return int(root)
-
-
-def bcast_json(comm, obj, root: int = 0):
-    """Rank ``root``'s ``obj`` (JSON data; NumPy arrays inside, e.g. a bit-generator state,
-    are allowed) on every rank, through two buffer broadcasts (length, then UTF-8 bytes):
-    no pickle. Other ranks' ``obj`` is ignored."""
-    from ..checkpoint import decode_meta, encode_meta
-
-    if comm.size == 1:
-        return obj
-    if comm.rank == root:
-        data = np.frombuffer(str(encode_meta({"obj": obj})[()]).encode("utf-8"), dtype=np.uint8)
-        n = np.array([data.size], dtype=np.int64)
-    else:
-        n = np.zeros(1, dtype=np.int64)
-    (n,) = comm.bcast([n], root=root)
-    if comm.rank != root:
-        data = np.empty(int(n[0]), dtype=np.uint8)
-    (data,) = comm.bcast([data], root=root)
-    return decode_meta(np.array(bytes(data).decode("utf-8")))["obj"]
