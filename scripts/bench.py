@@ -173,20 +173,24 @@ STEP_FNS = {"gpunet": gpunet_step_fn, "torch": torch_step_fn}
 
 
 # --- timing (inside a worker) -------------------------------------------------------------
-def time_step(step, sync, warmup: float, min_time: float, min_steps: int = 3) -> tuple[float, int]:
-    """Seconds per step (mean over a run of at least ``min_time`` s after ``warmup`` s)."""
+def time_step(step, sync, warmup: float, min_time: float, blocks: int = 3) -> tuple[float, int]:
+    """Seconds per step: the median over ``blocks`` timed blocks of ``min_time / blocks``
+    seconds each (at least 2 steps per block), after ``warmup`` seconds of steps."""
     t0, n = time.perf_counter(), 0
     while n < 2 or time.perf_counter() - t0 < warmup:
         step()
         n += 1
     sync()
     estimate = (time.perf_counter() - t0) / n
-    n = max(min_steps, int(min_time / max(estimate, 1e-7)) + 1)
-    t0 = time.perf_counter()
-    for _ in range(n):
-        step()
-    sync()
-    return (time.perf_counter() - t0) / n, n
+    per_block = max(2, int(min_time / blocks / max(estimate, 1e-7)) + 1)
+    times = []
+    for _ in range(blocks):
+        t0 = time.perf_counter()
+        for _ in range(per_block):
+            step()
+        sync()
+        times.append((time.perf_counter() - t0) / per_block)
+    return statistics.median(times), per_block * blocks
 
 
 class _Timed:
