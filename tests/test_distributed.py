@@ -156,6 +156,22 @@ def test_solver_with_a_single_process_comm_equals_no_comm(backend):
         np.testing.assert_array_equal(p1[k], p2[k], err_msg=k)
 
 
+def test_one_allreduce_per_step_carries_every_gradient_and_the_loss():
+    calls = []
+
+    class Counting(SingleComm):
+        def allreduce_mean(self, arrays):
+            calls.append([tuple(a.shape) for a in arrays])
+            return super().allreduce_mean(arrays)
+
+    m = T.model("layernorm")
+    s = Solver(m, T.data(n_train=64, n_val=20), comm=Counting(),
+               **dict(T.settings("layernorm", 16), num_epochs=2))
+    s.train()
+    shapes = [tuple(w.shape) for w in m.params.values()] + [()]
+    assert calls == [shapes] * (2 * 4)
+
+
 def test_solver_rejects_an_object_that_is_not_a_communicator():
     with pytest.raises(TypeError, match="comm must be a gpunet.distributed.Communicator.*"
                                         "has no rank, size, allreduce_mean"):
