@@ -242,8 +242,12 @@ def mpirun(args, n=2, timeout=90, env=None):
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
+        os.killpg(proc.pid, signal.SIGTERM)  # mpiexec passes it on to the ranks
+        try:
+            out, err = proc.communicate(timeout=5)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, err = proc.communicate()
         pytest.fail(f"{' '.join(cmd)} did not finish in {timeout} s\n{out}\n{err}")
     return proc.returncode, out, err, time.perf_counter() - start
 
