@@ -173,9 +173,13 @@ STEP_FNS = {"gpunet": gpunet_step_fn, "torch": torch_step_fn}
 
 
 # --- timing (inside a worker) -------------------------------------------------------------
-def time_step(step, sync, warmup: float, min_time: float, blocks: int = 3) -> tuple[float, int]:
-    """Seconds per step: the median over ``blocks`` timed blocks of ``min_time / blocks``
-    seconds each (at least 2 steps per block), after ``warmup`` seconds of steps."""
+def time_step(step, sync, warmup: float, min_time: float, blocks: int = 3) -> tuple[float, int, float]:
+    """(seconds per step, steps timed, page faults per step). Seconds: the median over
+    ``blocks`` timed blocks of ``min_time / blocks`` seconds each (at least 2 steps per
+    block), after ``warmup`` seconds of steps. Page faults (minor, Linux): fresh memory
+    that the allocator had given back to the system and touches again."""
+    import resource
+
     t0, n = time.perf_counter(), 0
     while n < 2 or time.perf_counter() - t0 < warmup:
         step()
@@ -184,13 +188,15 @@ def time_step(step, sync, warmup: float, min_time: float, blocks: int = 3) -> tu
     estimate = (time.perf_counter() - t0) / n
     per_block = max(2, int(min_time / blocks / max(estimate, 1e-7)) + 1)
     times = []
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     for _ in range(blocks):
         t0 = time.perf_counter()
         for _ in range(per_block):
             step()
         sync()
         times.append((time.perf_counter() - t0) / per_block)
-    return statistics.median(times), per_block * blocks
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+    return statistics.median(times), per_block * blocks, faults / (per_block * blocks)
 
 
 class _Timed:
@@ -285,9 +291,10 @@ def worker(args) -> None:
         case = CASES[name]
         for dtype in args.dtypes:
             step, sync, _ = make(case, dtype, args.backend)
-            seconds, n = time_step(step, sync, args.warmup, args.min_time)
+            seconds, n, faults = time_step(step, sync, args.warmup, args.min_time)
             row = {"case": name, "dtype": dtype, "batch": case.batch, "framework": args.worker,
-                   "step_ms": seconds * 1e3, "samples_per_s": case.batch / seconds, "steps": n}
+                   "step_ms": seconds * 1e3, "samples_per_s": case.batch / seconds, "steps": n,
+                   "faults_per_step": faults}
             if args.worker == "gpunet" and args.backend == "numpy":
                 row["gemm_share"] = gemm_share(step, max(2, min(n, int(0.3 / seconds) + 1)))
             print(json.dumps(row), flush=True)
@@ -386,7 +393,7 @@ def drive(args) -> None:
               + "; their ratios are less reliable")
     print()
     header = (f"{'case':<13} {'model':<31} {'dtype':<7} {'batch':>5} {'gpunet/s':>10} {'torch/s':>10} "
-              f"{'ratio':>6} {'GEMM':>5} {'step ms g/t':>13}  per-round ratios")
+              f"{'ratio':>6} {'GEMM':>5} {'step ms g/t':>13} {'faults g/t':>11}  per-round ratios")
     print(header)
     print("-" * len(header))
     rows = []
@@ -402,14 +409,19 @@ def drive(args) -> None:
                "ratio": statistics.median(ratios) if ratios else None,
                "round_ratios": ratios, "gemm_share": statistics.median(shares) if shares else None,
                "gpunet_step_ms": statistics.median(rec["step_ms"] for rec in per_fw["gpunet"]) if g else None,
-               "torch_step_ms": statistics.median(rec["step_ms"] for rec in per_fw["torch"]) if t else None}
+               "torch_step_ms": statistics.median(rec["step_ms"] for rec in per_fw["torch"]) if t else None,
+               "gpunet_faults_per_step": [round(rec["faults_per_step"]) for rec in per_fw.get("gpunet", [])],
+               "torch_faults_per_step": [round(rec["faults_per_step"]) for rec in per_fw.get("torch", [])]}
         rows.append(row)
         ratio = "-" if row["ratio"] is None else f"{row['ratio']:.2f}"
         share = "-" if row["gemm_share"] is None else f"{100 * row['gemm_share']:.0f}%"
         steps = "/".join("-" if v is None else f"{v:.3g}" for v in (row["gpunet_step_ms"], row["torch_step_ms"]))
+        faults = "/".join(f"{statistics.median(v):.0f}" if v else "-"
+                          for v in (row["gpunet_faults_per_step"], row["torch_faults_per_step"]))
         print(f"{name:<13} {case.label:<31} {dtype:<7} {case.batch:>5} {fmt_rate(row['gpunet_samples_per_s']):>10} "
-              f"{fmt_rate(row['torch_samples_per_s']):>10} {ratio:>6} {share:>5} {steps:>13}  "
+              f"{fmt_rate(row['torch_samples_per_s']):>10} {ratio:>6} {share:>5} {steps:>13} {faults:>11}  "
               + " ".join(f"{x:.2f}" for x in ratios))
+    print("faults: minor page faults per step (median over rounds): fresh memory the allocator had given back")
     if memory:
         print(f"\npeak memory, {MEMORY_CASE.label} at batch {MEMORY_CASE.batch} ({args.dtypes[0]}, "
               "ru_maxrss of a process of its own; delta = peak - RSS after import):")
@@ -530,7 +542,7 @@ def profile(args, torch_step_ms=None) -> None:
         raise SystemExit(f"unknown case {args.profile!r}; choose from {sorted(CASES)} or {MEMORY_CASE.name}")
     dtype = args.dtypes[0]
     step, sync, model = gpunet_step_fn(case, dtype, args.backend)
-    step_s, _ = time_step(step, sync, args.warmup, args.min_time)
+    step_s, _, faults = time_step(step, sync, args.warmup, args.min_time)
 
     prof = TreeProfiler()
     for mod in (L, S):  # the package namespace (models, nn) and the sandwiches' own imports
@@ -579,8 +591,8 @@ def profile(args, torch_step_ms=None) -> None:
     prof.unwrap()
     print(f"gpunet profile: {case.name} ({case.label}), batch {case.batch}, {dtype}, backend {args.backend}")
     print(f"{info['blas']}; threads={args.threads}")
-    print(f"step {1e3 * step_s:.2f} ms unprofiled ({case.batch / step_s:,.0f} samples/s), "
-          f"{1e3 * prof_s:.2f} ms with timers; {steps} steps\n")
+    print(f"step {1e3 * step_s:.2f} ms unprofiled ({case.batch / step_s:,.0f} samples/s, {faults:.0f} page "
+          f"faults per step), {1e3 * prof_s:.2f} ms with timers; {steps} steps\n")
     print(prof.report(steps, prof_s))
     gemm_s = sum(v[2] for k, v in prof.nodes.items() if k[-1].startswith("GEMM")) / steps
     if gemm_s:
@@ -601,7 +613,7 @@ def torch_profile(args) -> None:
     set_threads("torch", args.threads)
     case = CASES.get(args.profile) or MEMORY_CASE
     step, sync, _ = torch_step_fn(case, args.dtypes[0], args.backend)
-    step_s, _ = time_step(step, sync, args.warmup, args.min_time)
+    step_s, _, _ = time_step(step, sync, args.warmup, args.min_time)
     steps = max(3, int(args.min_time / step_s) + 1)
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as p:
         for _ in range(steps):
