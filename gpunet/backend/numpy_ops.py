@@ -8,8 +8,13 @@ written for NumPy's loops and OpenBLAS:
   per element (5-8x slower than a pass of arithmetic), so ``where(mask, a, 0)`` is a
   bitwise AND of ``a``'s bits with an all-ones/all-zeros integer mask, bit-exact;
 * convolution in batch chunks whose columns stay in cache (and within the column
-  budget), the bias add fused into the one transposing copy of the output; the backward
-  pass recomputes a chunk's columns instead of keeping the whole column matrix;
+  budget); at stride 1 each sample is padded once and every im2col row is one contiguous
+  copy (:class:`_Geometry`), written straight into the GEMM operand; the bias add is
+  fused into the one transposing copy of the output; the backward pass recomputes a
+  chunk's columns instead of keeping the whole column matrix, and computes dx (stride 1)
+  as a convolution of dout with the flipped filters, the GEMM shape BLAS runs fastest;
+* conv - ReLU - max pool fused chunk by chunk (ReLU and pooling while the chunk is in
+  cache; the pooled gradient never exists as a full-size array);
 * ``np.dot`` where ``np.matmul`` would miss BLAS (an inner dimension of 1);
 * scratch arrays (column buffers, masks) come from a small per-thread workspace that is
   reused across calls, and masks are built in cache-sized blocks: fresh memory costs
