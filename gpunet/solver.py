@@ -59,10 +59,7 @@ processes; every rank builds the same Solver on the same data):
   on every rank instead of leaving the others waiting).
 
 Building the Solver, ``train``, ``load_checkpoint`` and ``check_accuracy`` are collective
-with a full communicator: every rank must call them. A ``comm`` that only has
-``allreduce_mean`` (no ``allreduce_sum``/``bcast``/``barrier``) is used as a gradient hook
-only: the Solver averages gradients through it and lets rank 0 alone print and save, but
-neither shards the data nor synchronises state; the caller gives each rank its own data.
+with a communicator: every rank must call them.
 """
 
 from __future__ import annotations
@@ -228,9 +225,8 @@ class Solver:
         self.schedule = make_schedule(lr_schedule, lr_decay=self.lr_decay,
                                       num_epochs=max(self.num_epochs, 1),
                                       warmup_iters=warmup_iters)
-        self._full_comm, self._rank, self._size = self._comm_kind()
+        self._rank, self._size = self._comm_kind()
         self._is_root = self._rank == 0
-        self._share = self._rank if self._size > 1 else 0  # which share of the data is ours
         self._tqdm = self._find_tqdm()
 
         num_train = self.X_train.shape[0]
@@ -298,12 +294,12 @@ class Solver:
         return self.history["val_acc"]
 
     def _comm_kind(self) -> tuple:
-        """``(full, rank, size)`` of ``self.comm``: ``full`` when it has the whole
-        communicator interface; ``size`` is 1 for a gradient-only hook (nothing sharded)."""
+        """``(rank, size)`` of ``self.comm`` after checking it is a whole communicator."""
         comm = self.comm
         if comm is None:
-            return False, 0, 1
-        missing = [a for a in ("rank", "size", "allreduce_mean") if not hasattr(comm, a)]
+            return 0, 1
+        missing = [a for a in ("rank", "size", "allreduce_mean", "allreduce_sum", "bcast", "barrier")
+                   if not hasattr(comm, a)]
         if missing:
             raise TypeError(f"comm must be a gpunet.distributed.Communicator (rank, size, "
                             f"allreduce_mean, allreduce_sum, bcast, barrier); "
@@ -312,8 +308,7 @@ class Solver:
         if not (isinstance(size, Integral) and isinstance(rank, Integral) and 0 <= rank < size):
             raise ValueError(f"comm.rank must be in [0, comm.size), got rank={rank!r}, "
                              f"size={size!r}")
-        full = all(callable(getattr(comm, m, None)) for m in ("allreduce_sum", "bcast", "barrier"))
-        return full, rank, size if full else 1
+        return rank, size
 
     def _bcast_json(self, obj):
         """Rank 0's JSON data ``obj`` on every rank (see ``Communicator.bcast_json``)."""
@@ -358,14 +353,12 @@ class Solver:
         """``(grads, loss)`` averaged over the ranks of ``comm`` (unchanged without one).
 
         A full communicator gets every gradient and the loss in one ``allreduce_mean`` (one
-        packed buffer per dtype); a gradient-only hook gets the gradients alone.
+        packed buffer per dtype).
         """
         if self.comm is None:
             return grads, loss
         names = list(self.model.params)
         arrays = [grads[k] for k in names]
-        if not self._full_comm:
-            return dict(zip(names, self.comm.allreduce_mean(arrays))), loss
         if not _is_array(loss):  # a Python or NumPy scalar: a 0-d array of its dtype
             loss = np.asarray(loss, dtype=np.float64 if isinstance(loss, (int, float)) else None)
         *reduced, loss = self.comm.allreduce_mean(arrays + [loss])
@@ -424,7 +417,7 @@ class Solver:
         perm = self._rng.permutation(num_train)
         size = self._size
         if size > 1:  # this rank's share: equal sizes on every rank (see the module doc)
-            perm = perm[:num_train - num_train % size][self._share::size]
+            perm = perm[:num_train - num_train % size][self._rank::size]
         self._set_lr()
         window = _LossWindow(ipe)
         bar = self._open_bar(ipe * bs * size if self.drop_last else len(perm) * size)
@@ -577,7 +570,7 @@ class Solver:
             n = num_samples
         like = self._like()
         correct = loss_sum = None
-        lo, hi = n * self._share // self._size, n * (self._share + 1) // self._size  # our share
+        lo, hi = n * self._rank // self._size, n * (self._rank + 1) // self._size  # our share
         for start in range(lo, hi, batch_size):
             stop = min(start + batch_size, hi)
             if idx is None:
