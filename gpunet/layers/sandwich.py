@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from ..backend import get_ops
 from . import _checks
+from . import conv as _conv
 from .activations import relu_backward, relu_forward
 from .affine import _flat, affine_grads
-from . import conv as _conv
 from .conv import checked_inputs, conv_backward, conv_forward
 from .normalization import spatial_batchnorm_backward, spatial_batchnorm_forward
 from .pooling import pool_geometry, pool_shape_geometry
@@ -27,28 +27,10 @@ def affine_relu_backward(dout, cache, compute_dx: bool = True):
     return affine_grads(xp, get_ops(xp).relu_backward(dout, out), fc_cache, compute_dx)
 
 
-def _relu_own(a):
-    """relu_forward of an array this module owns (a fresh conv output), rectified in place.
-
-    Returns (out, cache) like :func:`relu_forward`; the cache is the output, which has the
-    sign of the input where it matters (> 0), so relu_backward gives the same gradient.
-    """
-    xp = _checks.float_inputs("relu_forward", x=a)
-    out = get_ops(xp).relu_(a)
-    return out, out
-
-
-def _relu_backward_own(dout, cache):
-    """relu_backward of a gradient this module owns (fresh from the layer above), in place."""
-    xp = _checks.float_inputs("relu_backward", dout=dout, x=cache)
-    _checks.shape("relu_backward", "dout", dout, cache.shape, "the shape of x")
-    return get_ops(xp).relu_backward_(dout, cache)
-
-
 def conv_relu_forward(x, w, b, conv_param):
     """relu(conv(x)). Returns out (N, F, OH, OW) and cache."""
     a, conv_cache = conv_forward(x, w, b, conv_param)
-    out, relu_cache = _relu_own(a)
+    out, relu_cache = relu_forward(a)
     return out, (conv_cache, relu_cache)
 
 
