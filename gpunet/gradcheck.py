@@ -41,6 +41,16 @@ class _Perturbed:
         else:
             self.x[...] = from_host(self.values.astype(self.dtype), like=self.x)
 
+    def difference(self, f, ix, h: float) -> np.ndarray:
+        """(f(x + h e_ix) - f(x - h e_ix)) / (2h) on the host in float64; x is restored."""
+        old = self.values[ix]
+        self.set(ix, old + h)
+        pos = _evaluate(f, self.x)
+        self.set(ix, old - h)
+        neg = _evaluate(f, self.x)
+        self.set(ix, old)
+        return (pos - neg) / (2 * h)
+
 
 def _evaluate(f, x) -> np.ndarray:
     # a copy: f may return x itself (or a view of it), which the next perturbation changes
@@ -52,13 +62,7 @@ def eval_numerical_gradient(f, x, verbose: bool = True, h: float = 1e-5) -> np.n
     p = _Perturbed(x)
     grad = np.zeros_like(p.values)
     for ix in np.ndindex(p.values.shape):
-        old = p.values[ix]
-        p.set(ix, old + h)
-        fxph = float(_evaluate(f, x))
-        p.set(ix, old - h)
-        fxmh = float(_evaluate(f, x))
-        p.set(ix, old)
-        grad[ix] = (fxph - fxmh) / (2 * h)
+        grad[ix] = float(p.difference(f, ix, h))
         if verbose:
             print(ix, grad[ix])
     return grad
@@ -70,13 +74,7 @@ def eval_numerical_gradient_array(f, x, df, h: float = 1e-5) -> np.ndarray:
     df = to_numpy(df, np.float64)
     grad = np.zeros_like(p.values)
     for ix in np.ndindex(p.values.shape):
-        old = p.values[ix]
-        p.set(ix, old + h)
-        pos = _evaluate(f, x)
-        p.set(ix, old - h)
-        neg = _evaluate(f, x)
-        p.set(ix, old)
-        grad[ix] = np.sum((pos - neg) * df) / (2 * h)
+        grad[ix] = np.sum(p.difference(f, ix, h) * df)
     return grad
 
 
@@ -92,13 +90,7 @@ def grad_check_sparse(f, x, analytic_grad, num_checks: int = 10, h: float = 1e-5
     errors = []
     for _ in range(num_checks):
         ix = tuple(int(rng.integers(n)) for n in p.values.shape)
-        old = p.values[ix]
-        p.set(ix, old + h)
-        fxph = float(_evaluate(f, x))
-        p.set(ix, old - h)
-        fxmh = float(_evaluate(f, x))
-        p.set(ix, old)
-        numeric = (fxph - fxmh) / (2 * h)
+        numeric = float(p.difference(f, ix, h))
         a = analytic[ix]
         err = abs(numeric - a) / max(abs(numeric) + abs(a), 1e-12)
         errors.append(err)

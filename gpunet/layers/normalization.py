@@ -60,16 +60,24 @@ def batchnorm_forward(x, gamma, beta, bn_param):
     return gamma * xhat + beta, cache
 
 
+def _bn_backward_common(fn: str, dout, cache):
+    """Checks and the parts both batchnorm backward passes share: (xp, dxhat, dgamma,
+    dbeta, and dx itself in test mode, else None)."""
+    mode, xhat, _, inv_std, gamma = cache
+    xp = _checks.float_inputs(fn, dout=dout, xhat=xhat)
+    _checks.shape(fn, "dout", dout, xhat.shape, "(N, D) of the forward pass")
+    dxhat = dout * gamma
+    dgamma, dbeta = xp.sum(dout * xhat, axis=0), xp.sum(dout, axis=0)
+    return xp, dxhat, dgamma, dbeta, (dxhat * inv_std if mode == "test" else None)
+
+
 def batchnorm_backward(dout, cache):
     """Gradients (dx, dgamma, dbeta) of batch normalization, step by step through the
     graph xc = x - mean(x), var = mean(xc**2), xhat = xc / sqrt(var + eps)."""
-    mode, xhat, xc, inv_std, gamma = cache
-    xp = _checks.float_inputs("batchnorm_backward", dout=dout, xhat=xhat)
-    _checks.shape("batchnorm_backward", "dout", dout, xhat.shape, "(N, D) of the forward pass")
-    dxhat = dout * gamma
-    dgamma, dbeta = xp.sum(dout * xhat, axis=0), xp.sum(dout, axis=0)
-    if mode == "test":
-        return dxhat * inv_std, dgamma, dbeta
+    xp, dxhat, dgamma, dbeta, dx_test = _bn_backward_common("batchnorm_backward", dout, cache)
+    if dx_test is not None:
+        return dx_test, dgamma, dbeta
+    _, _, xc, inv_std, _ = cache
     n = dout.shape[0]
     dinv_std = xp.sum(dxhat * xc, axis=0)
     dvar = -0.5 * dinv_std * inv_std**3
@@ -81,13 +89,10 @@ def batchnorm_backward(dout, cache):
 def batchnorm_backward_alt(dout, cache):
     """Same gradients as :func:`batchnorm_backward` from the simplified closed form
     dx = inv_std / N * (N*dxhat - sum(dxhat) - xhat * sum(dxhat * xhat))."""
-    mode, xhat, _, inv_std, gamma = cache
-    xp = _checks.float_inputs("batchnorm_backward_alt", dout=dout, xhat=xhat)
-    _checks.shape("batchnorm_backward_alt", "dout", dout, xhat.shape, "(N, D) of the forward pass")
-    dxhat = dout * gamma
-    dgamma, dbeta = xp.sum(dout * xhat, axis=0), xp.sum(dout, axis=0)
-    if mode == "test":
-        return dxhat * inv_std, dgamma, dbeta
+    xp, dxhat, dgamma, dbeta, dx_test = _bn_backward_common("batchnorm_backward_alt", dout, cache)
+    if dx_test is not None:
+        return dx_test, dgamma, dbeta
+    _, xhat, _, inv_std, _ = cache
     return _normalized_dx(xp, dxhat, xhat, inv_std, axis=0), dgamma, dbeta
 
 
