@@ -561,6 +561,16 @@ def profile(args, torch_step_ms=None) -> None:
         if not name.startswith("_") and name not in ("uniform", "name", "conv_chunk") \
                 and callable(getattr(ops, name)):
             prof.wrap(ops, name, f"ops.{name}")
+    if args.backend == "numpy":  # inside NumPy's convolution and pooling: where the time goes
+        from gpunet.backend import numpy_ops
+
+        for name, label in (("_conv_forward", "conv forward (chunks)"), ("_conv_backward", "conv backward (chunks)"),
+                            ("_max_pool_into", "max pool"), ("_max_pool_backward_into", "max pool backward"),
+                            ("_relu_backward_into", "relu backward")):
+            prof.wrap(ops, name, label)
+        for name, label in (("columns", "im2col"), ("gradient_rows", "dout to GEMM rows"),
+                            ("add_columns", "col2im"), ("workspace", "zero padded blocks")):
+            prof.wrap(numpy_ops._Geometry, name, label)
     flops = [0]
     if args.backend == "numpy":
         for fname in ("matmul", "dot"):
