@@ -254,7 +254,9 @@ def set_threads(framework: str, threads: int) -> dict:
         try:
             from threadpoolctl import threadpool_info, threadpool_limits
         except ImportError:
-            info["blas"] = "unknown (pip install threadpoolctl)"
+            from gpunet.backend.info import blas_summary
+
+            info["blas"] = f"BLAS {blas_summary()} (threads set by environment only: pip install threadpoolctl)"
         else:
             threadpool_limits(threads)
             pools = [p for p in threadpool_info() if p.get("user_api") == "blas"] or threadpool_info()
