@@ -62,6 +62,23 @@ def test_dropout_rng_generator_advances(put, host):
     assert not np.array_equal(host(a), host(b))
 
 
+@pytest.mark.parametrize("dtype", ["float16", "float32"])
+def test_seeded_uniform_stays_below_one_after_the_cast(dtype, put, host):
+    from gpunet.backend import get_array_module, get_backend
+    from gpunet.backend.ops import get_ops
+
+    if dtype == "float16" and get_backend() == "strict":
+        pytest.skip("array_api_strict has no float16")
+    like = put(np.zeros(1), dtype)
+    n, seed = 1 << 20, 24
+    reference = np.random.default_rng(seed).random(n)  # the float64 draws the backend casts
+    assert np.any(reference.astype(dtype) == 1)  # this seed does produce the rounding case
+    u = host(get_ops(get_array_module(like)).uniform((n,), like=like, seed=seed))
+    below = np.nextafter(np.dtype(dtype).type(1), np.dtype(dtype).type(0))
+    assert u.dtype == dtype and u.min() >= 0 and u.max() == below
+    np.testing.assert_array_equal(u, np.minimum(reference.astype(dtype), below))
+
+
 def test_dropout_test_mode_is_identity(put, host):
     x = put(np.arange(6.0))
     out, _ = L.dropout_forward(x, {"p": 0.5, "mode": "test"})

@@ -273,7 +273,10 @@ class Ops:
         PCG64, in float64 whatever the dtype, so every backend and dtype sees the same
         numbers; ``None`` draws fresh entropy.
         """
-        host = np.random.default_rng(seed).random(shape).astype(host_dtype(like.dtype))
+        dtype = host_dtype(like.dtype)
+        host = np.random.default_rng(seed).random(shape).astype(dtype)
+        # float64 draws just below 1 round to 1.0 in float32/float16: keep the interval open
+        np.minimum(host, np.nextafter(dtype.type(1), dtype.type(0)), out=host)
         return from_host(host, like)
 
 
