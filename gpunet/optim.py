@@ -6,8 +6,8 @@ rule's state arrays (``velocity``, ``cache``, ``m``, ``v``: created next to ``w`
 :func:`gpunet.backend.namespace.zeros`). The Adam step counter ``t`` is a Python int, so no
 step ever reads anything back from the device. Unknown config keys raise ``ValueError``.
 
-``sgd_momentum`` and ``adam``/``adamw`` go through ``get_ops(xp)`` so that CuPy runs fused
-CUDA kernels; the generic versions there are the reference.
+``sgd``, ``sgd_momentum`` and ``adam``/``adamw`` go through ``get_ops(xp)``: CuPy runs fused
+CUDA kernels, NumPy a blockwise in-place update; the generic versions there are the reference.
 """
 
 from __future__ import annotations
@@ -155,8 +155,8 @@ def _state(config: dict, key: str, w):
 
 def sgd(w, dw, config=None):
     """Vanilla SGD, in place: ``w -= learning_rate * dw``. Config: ``learning_rate`` (1e-2)."""
-    _, config = _prepare("sgd", w, dw, config)
-    w[...] = w - config["learning_rate"] * dw
+    xp, config = _prepare("sgd", w, dw, config)
+    get_ops(xp).sgd(w, dw, config["learning_rate"])
     return w, config
 
 

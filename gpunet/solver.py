@@ -31,6 +31,11 @@ ends; resuming one gives bitwise the parameters of an unbroken run on the same b
 provided the model draws its randomness from ``model.rng`` (a ``numpy.random.Generator``,
 checkpointed) rather than the global ``np.random``.
 
+``train()`` makes the process keep freed host memory for reuse
+(:func:`gpunet.backend.host_memory.keep_freed_memory`; ``GPUNET_KEEP_HOST_MEMORY=0`` turns it
+off): otherwise glibc returns each step's large temporaries to the system and faults them
+in again on the next step.
+
 Data-parallel training (``comm``, a :class:`gpunet.distributed.Communicator` of ``size``
 processes; every rank builds the same Solver on the same data):
 
@@ -77,6 +82,7 @@ import numpy as np
 
 from . import optim
 from .backend import get_array_module, to_numpy
+from .backend.host_memory import keep_freed_memory
 from .backend.namespace import backend_of, from_host, zeros
 from .backend.ops import host_dtype
 from .checkpoint import load_npz, save_npz_atomic
@@ -406,6 +412,7 @@ class Solver:
     def train(self):
         """Run epochs until ``num_epochs`` (or early stopping); then, with ``restore_best``,
         put the best epoch's parameters (and buffers) into the model."""
+        keep_freed_memory()
         while self.epoch < self.num_epochs and not self.stopped_early:
             self._train_epoch()
         if self.restore_best:

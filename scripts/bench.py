@@ -69,8 +69,10 @@ def gpunet_step_fn(case: Case, dtype: str, backend: str):
 
     import gpunet
     from gpunet import models, nn, optim
+    from gpunet.backend.host_memory import keep_freed_memory
 
     gpunet.use_backend(backend)
+    keep_freed_memory()  # as Solver.train() does
     rng = np.random.default_rng(0)
     if case.model == "mlp":
         if len(case.dims) == 3:
@@ -651,7 +653,8 @@ def parse(argv=None):
     ap.add_argument("--frameworks", default="gpunet,torch", help="gpunet,torch (default both)")
     ap.add_argument("--malloc", choices=["default", "keep"], default="default",
                     help="keep: glibc keeps freed memory (MALLOC_TRIM_THRESHOLD_/MALLOC_MMAP_THRESHOLD_) in both "
-                         "frameworks' processes instead of faulting it in again every step (default: as is)")
+                         "frameworks' processes instead of faulting it in again every step (default: each as it ships; "
+                         "gpunet's step keeps freed memory as Solver.train() does, PyTorch's allocator is left alone)")
     ap.add_argument("--no-memory", dest="memory", action="store_false",
                     help=f"skip the peak-memory run ({MEMORY_CASE.name})")
     ap.add_argument("--json", metavar="PATH", help="also write the table as JSON")

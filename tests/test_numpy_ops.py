@@ -310,10 +310,14 @@ def test_matmul_tn(dtype, n):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_optimizer_updates_match_bit_for_bit(dtype):
+@pytest.mark.parametrize("shape", [(6, 5), (0, 3), (301, 500)])  # 301*500: two full blocks and a partial one
+@pytest.mark.parametrize("grad_layout", ["contiguous", "transposed"])
+def test_optimizer_updates_match_bit_for_bit(dtype, shape, grad_layout):
     rng = np.random.default_rng(7)
-    w0, dw = rng.standard_normal((6, 5)).astype(dtype), rng.standard_normal((6, 5)).astype(dtype)
-    m0, v0 = rng.standard_normal((6, 5)).astype(dtype), rng.random((6, 5)).astype(dtype)
+    w0, m0, v0 = rng.standard_normal(shape).astype(dtype), rng.standard_normal(shape).astype(dtype), rng.random(shape).astype(dtype)
+    dw = rng.standard_normal(shape).astype(dtype)
+    if grad_layout == "transposed":
+        dw = np.ascontiguousarray(dw.T).T
     results = []
     for ops in (GENERIC, FAST):
         w = w0.copy()
