@@ -7,7 +7,7 @@ rule's state arrays (``velocity``, ``cache``, ``m``, ``v``: created next to ``w`
 step ever reads anything back from the device. Unknown config keys raise ``ValueError``.
 
 ``sgd``, ``sgd_momentum`` and ``adam``/``adamw`` go through ``get_ops(xp)``: CuPy runs fused
-CUDA kernels, NumPy a blockwise in-place update; the generic versions there are the reference.
+CUDA kernels, NumPy in-place passes into reused scratch; the generic versions are the reference.
 """
 
 from __future__ import annotations
