@@ -880,7 +880,7 @@ class Solver:
 
     # --- reporting ---------------------------------------------------------------------------
     def _find_tqdm(self):
-        if self.progress is False:
+        if self.progress is False or not self.verbose:  # silent: no bar, so tqdm is not needed
             return None
         try:
             from tqdm.auto import tqdm
