@@ -310,7 +310,7 @@ def test_matmul_tn(dtype, n):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", [(6, 5), (0, 3), (301, 500)])  # 301*500: two full blocks and a partial one
+@pytest.mark.parametrize("shape", [(6, 5), (0, 3), (301, 500)])  # empty, small, and a first-layer-sized weight
 @pytest.mark.parametrize("grad_layout", ["contiguous", "transposed"])
 def test_optimizer_updates_match_bit_for_bit(dtype, shape, grad_layout):
     rng = np.random.default_rng(7)
