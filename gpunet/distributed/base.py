@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .packing import group_arrays
+
 __all__ = ["Communicator"]
 
 
@@ -24,16 +26,30 @@ class Communicator:
 
     def allreduce_sum(self, arrays):
         """Elementwise sum over ranks of each array (numeric dtypes); returns the list."""
-        raise NotImplementedError
+        return self._collective(arrays, "allreduce_sum", "sum", None)
 
     def allreduce_mean(self, arrays):
         """Elementwise mean over ranks of each floating array: the sum, then divided by
         ``size``; every rank receives the same bits. Returns the list."""
-        raise NotImplementedError
+        return self._collective(arrays, "allreduce_mean", "mean", None)
 
     def bcast(self, arrays, root: int = 0):
         """Rank ``root``'s values of each array, on every rank; returns the list."""
+        return self._collective(arrays, "bcast", "bcast", check_root(root, self.size))
+
+    def _collective(self, arrays, op: str, kind: str, root):
+        """Run ``kind`` ("sum", "mean" or "bcast" from ``root``) on ``arrays`` for the public
+        method ``op``; each backend implements it, starting from :meth:`_checked`."""
         raise NotImplementedError
+
+    @staticmethod
+    def _checked(arrays, op: str, kind: str):
+        """``(arrays, groups)``: the arrays checked and grouped by place and dtype
+        (:func:`~gpunet.distributed.packing.group_arrays`); a mean needs floating dtypes."""
+        arrays, groups = group_arrays(arrays, op)
+        if kind == "mean":
+            check_mean_dtypes(groups)
+        return arrays, groups
 
     def barrier(self) -> None:
         """Return once every rank has called it."""

@@ -22,8 +22,8 @@ import zlib
 
 import numpy as np
 
-from .base import Communicator, check_mean_dtypes, check_root
-from .packing import BufferPool, group_arrays, pack, unpack
+from .base import Communicator
+from .packing import BufferPool, pack, unpack
 
 __all__ = ["MPIComm", "import_mpi", "launched_by_mpi"]
 
@@ -74,15 +74,6 @@ class MPIComm(Communicator):
         self._agreed: set = set()
 
     # --- the interface -------------------------------------------------------------------
-    def allreduce_sum(self, arrays):
-        return self._collective(arrays, "allreduce_sum", "sum", None)
-
-    def allreduce_mean(self, arrays):
-        return self._collective(arrays, "allreduce_mean", "mean", None)
-
-    def bcast(self, arrays, root=0):
-        return self._collective(arrays, "bcast", "bcast", check_root(root, self.size))
-
     def barrier(self):
         self.comm.Barrier()
 
@@ -105,9 +96,7 @@ class MPIComm(Communicator):
             self.comm.Allreduce(self.MPI.IN_PLACE, spec, op=self.MPI.SUM)
 
     def _collective(self, arrays, op, kind, root):
-        arrays, groups = group_arrays(arrays, op)
-        if kind == "mean":
-            check_mean_dtypes(groups)
+        arrays, groups = self._checked(arrays, op, kind)
         if self.size == 1 or not groups:
             return arrays
         self._check_layout(op, root, groups)

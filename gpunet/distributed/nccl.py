@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Communicator, check_mean_dtypes, check_root
+from .base import Communicator
 from .mpi import MPIComm
-from .packing import BufferPool, group_arrays, pack, unpack
+from .packing import BufferPool, pack, unpack
 
 __all__ = ["NCCLComm", "import_nccl"]
 
@@ -72,23 +72,12 @@ class NCCLComm(Communicator):
         self.comm = nccl.NcclCommunicator(self.size, tuple(int(c) for c in uid), self.rank)
         self._pool = BufferPool()
 
-    def allreduce_sum(self, arrays):
-        return self._collective(arrays, "allreduce_sum", "sum", None)
-
-    def allreduce_mean(self, arrays):
-        return self._collective(arrays, "allreduce_mean", "mean", None)
-
-    def bcast(self, arrays, root=0):
-        return self._collective(arrays, "bcast", "bcast", check_root(root, self.size))
-
     def barrier(self):
         self._cupy.cuda.get_current_stream().synchronize()
         self._mpi.barrier()
 
     def _collective(self, arrays, op, kind, root):
-        arrays, groups = group_arrays(arrays, op)
-        if kind == "mean":
-            check_mean_dtypes(groups)
+        arrays, groups = self._checked(arrays, op, kind)
         host = [g for g in groups if g.place != "cupy"]
         if host:  # NumPy arrays: through MPI, in place
             idx = [i for g in host for i in g.index]

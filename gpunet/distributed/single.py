@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from .base import Communicator, check_mean_dtypes, check_root
-from .packing import group_arrays
+from .base import Communicator
 
 __all__ = ["SingleComm"]
 
@@ -14,19 +13,8 @@ class SingleComm(Communicator):
 
     rank, size, local_rank, local_size = 0, 1, 0, 1
 
-    def allreduce_sum(self, arrays):
-        arrays, _ = group_arrays(arrays, "allreduce_sum")
-        return arrays
-
-    def allreduce_mean(self, arrays):
-        arrays, groups = group_arrays(arrays, "allreduce_mean")
-        check_mean_dtypes(groups)
-        return arrays
-
-    def bcast(self, arrays, root=0):
-        check_root(root, 1)
-        arrays, _ = group_arrays(arrays, "bcast")
-        return arrays
+    def _collective(self, arrays, op, kind, root):
+        return self._checked(arrays, op, kind)[0]
 
     def barrier(self):
         return None
