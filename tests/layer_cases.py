@@ -6,11 +6,13 @@ Inputs are drawn away from kinks (ReLU at 0, max-pool ties, hinge margins) on pu
 the kinks have their own tests.
 """
 
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
 
 from gpunet import layers as L
+from gpunet.gradcheck import eval_numerical_gradient_array
 
 
 @dataclass
@@ -24,6 +26,19 @@ class Case:
 
     def __repr__(self):
         return self.name
+
+    def gradients(self, put, host):
+        """``(inputs, analytic, numeric)``: the case's seeded float64 inputs, its backward
+        pass for a random ``dout``, and central differences for each input in ``wrt``,
+        computed on the backend that ``put`` moves arrays to."""
+        rng = np.random.default_rng(zlib.crc32(self.name.encode()))
+        inputs = self.make(rng)
+        dev = [put(a) for a in inputs]
+        out, cache = self.forward(*dev)
+        dout = put(rng.standard_normal(host(out).shape))
+        analytic = self.backward(dout, cache)
+        numeric = [eval_numerical_gradient_array(lambda _: self.forward(*dev)[0], dev[k], dout) for k in self.wrt]
+        return inputs, analytic, numeric
 
 
 def away_from_zero(rng, shape, gap=0.05):
