@@ -13,7 +13,6 @@ the whole process (not only gpunet's arrays) and does nothing outside glibc.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import sys
 
@@ -38,9 +37,8 @@ def keep_freed_memory(trim_threshold: int = 2**30) -> bool:
     if os.environ.get(ENV, "1") == "0" or not sys.platform.startswith("linux"):
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # musl and other C libraries have no mallopt
+        mallopt = ctypes.CDLL(None).mallopt  # the C library already loaded in this process
+    except (OSError, AttributeError):  # C libraries without mallopt
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     limit = min(trim_threshold, 2**31 - 1)
