@@ -22,6 +22,14 @@ def fresh_switch(monkeypatch):
     switch._reset_for_tests()
 
 
+@pytest.fixture
+def fresh_probe():
+    """Forget the cached CuPy probe before and after a test that fakes CuPy."""
+    cs._reset_for_tests()
+    yield
+    cs._reset_for_tests()
+
+
 def _run_python(code, **env):
     import os
 
@@ -98,23 +106,19 @@ def test_unknown_backend_name():
         gpunet.use_backend("torch")
 
 
-def test_cupy_not_installed_says_so_with_install_command(monkeypatch):
+def test_cupy_not_installed_says_so_with_install_command(monkeypatch, fresh_probe):
     def no_cupy(name):
         raise ImportError(f"No module named {name!r}")
 
     monkeypatch.setattr(cs.importlib, "import_module", no_cupy)
-    cs._reset_for_tests()
-    try:
-        with pytest.raises(gpunet.BackendUnavailableError) as err:
-            gpunet.use_backend("cupy")
-        msg = str(err.value)
-        assert "CuPy is not installed" in msg
-        assert "pip install gpunet[cuda12]" in msg and "gpunet[cuda13]" in msg
-    finally:
-        cs._reset_for_tests()
+    with pytest.raises(gpunet.BackendUnavailableError) as err:
+        gpunet.use_backend("cupy")
+    msg = str(err.value)
+    assert "CuPy is not installed" in msg
+    assert "pip install gpunet[cuda12]" in msg and "gpunet[cuda13]" in msg
 
 
-def test_cupy_without_device_says_so(monkeypatch):
+def test_cupy_without_device_says_so(monkeypatch, fresh_probe):
     class FakeRuntime:
         @staticmethod
         def getDeviceCount():
@@ -125,15 +129,11 @@ def test_cupy_without_device_says_so(monkeypatch):
         cuda = type("cuda", (), {"runtime": FakeRuntime})
 
     monkeypatch.setattr(cs.importlib, "import_module", lambda name: FakeCupy)
-    cs._reset_for_tests()
-    try:
-        with pytest.raises(gpunet.BackendUnavailableError) as err:
-            gpunet.use_backend("cupy")
-        msg = str(err.value)
-        assert "CuPy 99.0 is installed but no CUDA device is usable" in msg
-        assert "cudaErrorNoDevice" in msg and "pip install gpunet[cuda12]" in msg
-    finally:
-        cs._reset_for_tests()
+    with pytest.raises(gpunet.BackendUnavailableError) as err:
+        gpunet.use_backend("cupy")
+    msg = str(err.value)
+    assert "CuPy 99.0 is installed but no CUDA device is usable" in msg
+    assert "cudaErrorNoDevice" in msg and "pip install gpunet[cuda12]" in msg
 
 
 def test_auto_chooses_numpy_without_a_device_and_says_so_once(fresh_switch, caplog, monkeypatch):
