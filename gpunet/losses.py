@@ -17,7 +17,7 @@ import math
 
 from .backend import get_ops
 from .backend.namespace import arange, backend_of, to_numpy
-from .layers import _checks
+from . import _validate
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -40,8 +40,8 @@ def _reduce(xp, per_item, grad, reduction, count):
 
 def _class_inputs(fn: str, x, y):
     """Check scores x (N, C) and labels y (N,); return xp and a 0/1 validity of each label."""
-    xp = _checks.float_inputs(fn, x=x)
-    _checks.ndim(fn, "x", x, 2, "(N, C) of class scores")
+    xp = _validate.float_inputs(fn, x=x)
+    _validate.ndim(fn, "x", x, 2, "(N, C) of class scores")
     n, c = x.shape
     if not hasattr(y, "dtype") or not xp.isdtype(y.dtype, "integral"):
         given = getattr(y, "dtype", type(y).__name__)
@@ -101,7 +101,7 @@ def svm_loss(x, y, reduction: str = "mean"):
 
 
 def _pairwise(fn, x, y, x_name="x", y_name="y"):
-    xp = _checks.float_inputs(fn, **{x_name: x, y_name: y})
+    xp = _validate.float_inputs(fn, **{x_name: x, y_name: y})
     if tuple(x.shape) != tuple(y.shape):
         raise ValueError(
             f"{fn}: {y_name} must have the shape of {x_name} {tuple(x.shape)}, got {tuple(y.shape)}; "

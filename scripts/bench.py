@@ -558,7 +558,7 @@ def profile(args, torch_step_ms=None) -> None:
     for name, fn in nn.classifier.LOSSES.items():
         prof.wrap(nn.classifier.LOSSES, name, fn.__name__)
     prof.wrap(optim, "sgd")
-    prof.wrap(L._checks, "float_inputs", "checks")
+    prof.wrap(gpunet._validate, "float_inputs", "checks")
     xp = np if args.backend == "numpy" else gpunet.get_array_module(gpunet.asarray([0.0]))
     ops = get_ops(xp)
     for name in dir(type(ops)):

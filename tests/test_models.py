@@ -69,7 +69,7 @@ MODELS = {
 def test_model_gradients_match_numeric(name, backend, put, host):
     make, x_shape, classes = MODELS[name]
     model = _fixed_dropout(make())
-    rng = np.random.default_rng(1)
+    rng = np.random.default_rng(7)  # seeds 1-5 put a ThreeLayerConvNet hidden ReLU input at -5.8e-5: a numeric step crosses the kink
     X, y = put(rng.standard_normal(x_shape)), put(rng.integers(0, classes, x_shape[0]))
     state = model.rng.bit_generator.state
 

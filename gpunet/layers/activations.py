@@ -5,26 +5,26 @@ the custom kernels in ``gpunet/cuda/activations.py``; the generic math is in
 from __future__ import annotations
 
 from ..backend import get_ops
-from . import _checks
+from .. import _validate
 
 
 def relu_forward(x):
     """max(x, 0) of any shape. Returns out and cache x."""
-    xp = _checks.float_inputs("relu_forward", x=x)
+    xp = _validate.float_inputs("relu_forward", x=x)
     return xp.maximum(x, 0.0), x
 
 
 def relu_backward(dout, cache):
     """dx = dout where x > 0, else 0 (0 at the kink x = 0, as PyTorch)."""
     x = cache
-    xp = _checks.float_inputs("relu_backward", dout=dout, x=x)
-    _checks.shape("relu_backward", "dout", dout, x.shape, "the shape of x")
+    xp = _validate.float_inputs("relu_backward", dout=dout, x=x)
+    _validate.shape("relu_backward", "dout", dout, x.shape, "the shape of x")
     return get_ops(xp).relu_backward(dout, x)
 
 
 def leaky_relu_forward(x, negative_slope: float = 0.01):
     """x where x > 0, else negative_slope * x. Returns out and cache (x, negative_slope)."""
-    xp = _checks.float_inputs("leaky_relu_forward", x=x)
+    xp = _validate.float_inputs("leaky_relu_forward", x=x)
     if not isinstance(negative_slope, (int, float)) or negative_slope < 0:
         raise ValueError(
             f"leaky_relu_forward: negative_slope must be a number >= 0, got {negative_slope!r}"
@@ -36,14 +36,14 @@ def leaky_relu_forward(x, negative_slope: float = 0.01):
 def leaky_relu_backward(dout, cache):
     """dx = dout where x > 0, else negative_slope * dout."""
     x, slope = cache
-    xp = _checks.float_inputs("leaky_relu_backward", dout=dout, x=x)
-    _checks.shape("leaky_relu_backward", "dout", dout, x.shape, "the shape of x")
+    xp = _validate.float_inputs("leaky_relu_backward", dout=dout, x=x)
+    _validate.shape("leaky_relu_backward", "dout", dout, x.shape, "the shape of x")
     return get_ops(xp).leaky_relu_backward(dout, x, slope)
 
 
 def sigmoid_forward(x):
     """1 / (1 + exp(-x)) without overflow (tanh form). Returns out and cache out."""
-    xp = _checks.float_inputs("sigmoid_forward", x=x)
+    xp = _validate.float_inputs("sigmoid_forward", x=x)
     out = get_ops(xp).sigmoid(x)
     return out, out
 
@@ -51,14 +51,14 @@ def sigmoid_forward(x):
 def sigmoid_backward(dout, cache):
     """dx = dout * y * (1 - y) from the saved output y."""
     y = cache
-    xp = _checks.float_inputs("sigmoid_backward", dout=dout, y=y)
-    _checks.shape("sigmoid_backward", "dout", dout, y.shape, "the shape of x")
+    xp = _validate.float_inputs("sigmoid_backward", dout=dout, y=y)
+    _validate.shape("sigmoid_backward", "dout", dout, y.shape, "the shape of x")
     return get_ops(xp).sigmoid_backward(dout, y)
 
 
 def tanh_forward(x):
     """tanh(x). Returns out and cache out."""
-    xp = _checks.float_inputs("tanh_forward", x=x)
+    xp = _validate.float_inputs("tanh_forward", x=x)
     out = xp.tanh(x)
     return out, out
 
@@ -66,6 +66,6 @@ def tanh_forward(x):
 def tanh_backward(dout, cache):
     """dx = dout * (1 - y**2) from the saved output y."""
     y = cache
-    _checks.float_inputs("tanh_backward", dout=dout, y=y)
-    _checks.shape("tanh_backward", "dout", dout, y.shape, "the shape of x")
+    _validate.float_inputs("tanh_backward", dout=dout, y=y)
+    _validate.shape("tanh_backward", "dout", dout, y.shape, "the shape of x")
     return dout * (1 - y * y)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from ..backend import get_ops
-from . import _checks
+from .. import _validate
 
 
 def affine_forward(x, w, b):
@@ -14,7 +14,7 @@ def affine_forward(x, w, b):
     x: (N, d_1, ..., d_k), w: (D, M) with D = d_1*...*d_k, b: (M,).
     Returns out (N, M) and cache (x, w, b).
     """
-    xp = _checks.float_inputs("affine_forward", x=x, w=w, b=b)
+    xp = _validate.float_inputs("affine_forward", x=x, w=w, b=b)
     x2 = _flat(xp, "affine_forward", x, w, b)
     out = xp.matmul(x2, w)
     out += b  # in place on the fresh product: no second (N, M) array
@@ -28,8 +28,8 @@ def affine_backward(dout, cache, compute_dx: bool = True):
     when ``compute_dx`` is False, e.g. for a model's first layer), dw (D, M), db (M,).
     """
     x, w, b = cache
-    xp = _checks.float_inputs("affine_backward", dout=dout, x=x, w=w)
-    _checks.shape("affine_backward", "dout", dout, (x.shape[0], w.shape[1]), "N, M of the forward pass")
+    xp = _validate.float_inputs("affine_backward", dout=dout, x=x, w=w)
+    _validate.shape("affine_backward", "dout", dout, (x.shape[0], w.shape[1]), "N, M of the forward pass")
     return affine_grads(xp, dout, cache, compute_dx)
 
 
@@ -50,11 +50,11 @@ def _flat(xp, fn: str, x, w, b):
             f"{tuple(x.shape)}; for one sample use x[None]"
         )
     n, d = x.shape[0], math.prod(x.shape[1:])
-    _checks.ndim(fn, "w", w, 2, "(D, M)")
+    _validate.ndim(fn, "w", w, 2, "(D, M)")
     if w.shape[0] != d:
         raise ValueError(
             f"{fn}: w must have shape (D, M) with D = {d} = prod(x.shape[1:]) for x of shape "
             f"{tuple(x.shape)}, got w.shape = {tuple(w.shape)}"
         )
-    _checks.shape(fn, "b", b, (w.shape[1],), "M = w.shape[1]")
+    _validate.shape(fn, "b", b, (w.shape[1],), "M = w.shape[1]")
     return xp.reshape(x, (n, d))

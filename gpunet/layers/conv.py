@@ -15,7 +15,7 @@ import os
 
 from ..backend import get_ops
 from ..backend.ops import conv_output_size
-from . import _checks
+from .. import _validate
 
 _KEYS = {"stride", "pad"}
 BUDGET_ENV = "GPUNET_CONV_BUDGET_MB"
@@ -57,9 +57,9 @@ def get_column_budget() -> int:
 
 def conv_geometry(fn: str, x_shape, w_shape, conv_param):
     """Check a convolution's shapes and return ((sh, sw), (ph, pw), (OH, OW))."""
-    _checks.keys(fn, "conv_param", conv_param, _KEYS)
-    stride = _checks.pair(fn, "conv_param['stride']", conv_param.get("stride", 1))
-    pad = _checks.pair(fn, "conv_param['pad']", conv_param.get("pad", 0))
+    _validate.keys(fn, "conv_param", conv_param, _KEYS)
+    stride = _validate.pair(fn, "conv_param['stride']", conv_param.get("stride", 1))
+    pad = _validate.pair(fn, "conv_param['pad']", conv_param.get("pad", 0))
     if min(stride) < 1 or min(pad) < 0:
         raise ValueError(f"{fn}: stride must be >= 1 and pad >= 0, got stride={stride}, pad={pad}")
     n, c, h, w = x_shape
@@ -94,10 +94,10 @@ def conv_forward(x, w, b, conv_param):
 
 def checked_inputs(fn: str, x, w, b, conv_param):
     """Check a convolution's inputs; returns (xp, stride, pad, (OH, OW))."""
-    xp = _checks.float_inputs(fn, x=x, w=w, b=b)
-    _checks.ndim(fn, "x", x, 4, "(N, C, H, W)")
-    _checks.ndim(fn, "w", w, 4, "(F, C, HH, WW)")
-    _checks.shape(fn, "b", b, (w.shape[0],), "F = w.shape[0]")
+    xp = _validate.float_inputs(fn, x=x, w=w, b=b)
+    _validate.ndim(fn, "x", x, 4, "(N, C, H, W)")
+    _validate.ndim(fn, "w", w, 4, "(F, C, HH, WW)")
+    _validate.shape(fn, "b", b, (w.shape[0],), "F = w.shape[0]")
     stride, pad, out_hw = conv_geometry(fn, x.shape, w.shape, conv_param)
     return xp, stride, pad, out_hw
 
@@ -109,10 +109,10 @@ def conv_backward(dout, cache, compute_dx: bool = True):
     """
     x_shape, w, b, stride, pad, saved = cache
     fn = "conv_backward"
-    xp = _checks.float_inputs(fn, dout=dout, w=w)
+    xp = _validate.float_inputs(fn, dout=dout, w=w)
     f, _, kh, kw = w.shape
     n = x_shape[0]
     oh = conv_output_size(x_shape[2], kh, stride[0], pad[0])
     ow = conv_output_size(x_shape[3], kw, stride[1], pad[1])
-    _checks.shape(fn, "dout", dout, (n, f, oh, ow), "(N, F, OH, OW) of the forward pass")
+    _validate.shape(fn, "dout", dout, (n, f, oh, ow), "(N, F, OH, OW) of the forward pass")
     return get_ops(xp).conv2d_backward(dout, x_shape, w, stride, pad, saved, compute_dx, _column_budget)

@@ -4,7 +4,7 @@ so test mode is the identity."""
 from __future__ import annotations
 
 from ..backend import get_ops
-from . import _checks
+from .. import _validate
 
 _KEYS = {"p", "mode", "seed", "rng"}
 
@@ -18,14 +18,14 @@ def dropout_forward(x, dropout_param):
     Returns out (shape of x) and cache (dropout_param, mask); mask is None in test mode.
     """
     fn = "dropout_forward"
-    _checks.keys(fn, "dropout_param", dropout_param, _KEYS, {"p", "mode"})
-    mode = _checks.mode(fn, "dropout_param", dropout_param)
+    _validate.keys(fn, "dropout_param", dropout_param, _KEYS, {"p", "mode"})
+    mode = _validate.mode(fn, "dropout_param", dropout_param)
     p = dropout_param["p"]
     if not isinstance(p, (int, float)) or not 0 < p <= 1:
         raise ValueError(
             f"{fn}: dropout_param['p'] is the keep probability and must be in (0, 1], got {p!r}"
         )
-    xp = _checks.float_inputs(fn, x=x)
+    xp = _validate.float_inputs(fn, x=x)
     if mode == "test" or p == 1:
         return x, (dropout_param, None)
     source = dropout_param.get("seed", dropout_param.get("rng"))
@@ -37,8 +37,8 @@ def dropout_forward(x, dropout_param):
 def dropout_backward(dout, cache):
     """dx = dout * mask (training) or dout (test mode)."""
     _, mask = cache
-    _checks.float_inputs("dropout_backward", dout=dout)
+    _validate.float_inputs("dropout_backward", dout=dout)
     if mask is None:
         return dout
-    _checks.shape("dropout_backward", "dout", dout, mask.shape, "the shape of x")
+    _validate.shape("dropout_backward", "dout", dout, mask.shape, "the shape of x")
     return dout * mask

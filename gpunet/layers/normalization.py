@@ -9,7 +9,7 @@ CS231n, so a model evaluated before training does not divide by sqrt(eps).
 from __future__ import annotations
 
 from ..backend.namespace import full, zeros
-from . import _checks
+from .. import _validate
 
 _BN_KEYS = {"mode", "eps", "momentum", "running_mean", "running_var"}
 _LN_KEYS = {"eps", "mode"}  # 'mode' is accepted and ignored: CS231n models set it on every norm param
@@ -23,16 +23,16 @@ def batchnorm_forward(x, gamma, beta, bn_param):
     Returns out (N, D) and a cache for the backward pass.
     """
     fn = "batchnorm_forward"
-    _checks.keys(fn, "bn_param", bn_param, _BN_KEYS, {"mode"})
-    mode = _checks.mode(fn, "bn_param", bn_param)
+    _validate.keys(fn, "bn_param", bn_param, _BN_KEYS, {"mode"})
+    mode = _validate.mode(fn, "bn_param", bn_param)
     rm, rv = bn_param.get("running_mean"), bn_param.get("running_var")
-    xp = _checks.float_inputs(fn, x=x, gamma=gamma, beta=beta, running_mean=rm, running_var=rv)
-    _checks.ndim(fn, "x", x, 2, "(N, D); use spatial_batchnorm_forward for (N, C, H, W)")
+    xp = _validate.float_inputs(fn, x=x, gamma=gamma, beta=beta, running_mean=rm, running_var=rv)
+    _validate.ndim(fn, "x", x, 2, "(N, D); use spatial_batchnorm_forward for (N, C, H, W)")
     n, d = x.shape
     for name, a in (("gamma", gamma), ("beta", beta), ("bn_param['running_mean']", rm),
                     ("bn_param['running_var']", rv)):
         if a is not None:
-            _checks.shape(fn, name, a, (d,), "D = x.shape[1]")
+            _validate.shape(fn, name, a, (d,), "D = x.shape[1]")
     eps = float(bn_param.get("eps", 1e-5))
     momentum = float(bn_param.get("momentum", 0.9))
     rm = zeros((d,), like=x) if rm is None else rm
@@ -64,8 +64,8 @@ def _bn_backward_common(fn: str, dout, cache):
     """Checks and the parts both batchnorm backward passes share: (xp, dxhat, dgamma,
     dbeta, and dx itself in test mode, else None)."""
     mode, xhat, _, inv_std, gamma = cache
-    xp = _checks.float_inputs(fn, dout=dout, xhat=xhat)
-    _checks.shape(fn, "dout", dout, xhat.shape, "(N, D) of the forward pass")
+    xp = _validate.float_inputs(fn, dout=dout, xhat=xhat)
+    _validate.shape(fn, "dout", dout, xhat.shape, "(N, D) of the forward pass")
     dxhat = dout * gamma
     dgamma, dbeta = xp.sum(dout * xhat, axis=0), xp.sum(dout, axis=0)
     return xp, dxhat, dgamma, dbeta, (dxhat * inv_std if mode == "test" else None)
@@ -107,8 +107,8 @@ def _normalized_dx(xp, dxhat, xhat, inv_std, axis: int):
 def spatial_batchnorm_forward(x, gamma, beta, bn_param):
     """Batch normalization per channel of x (N, C, H, W); gamma, beta (C,).
     Statistics over N, H and W. Returns out (N, C, H, W) and cache."""
-    xp = _checks.float_inputs("spatial_batchnorm_forward", x=x)
-    _checks.ndim("spatial_batchnorm_forward", "x", x, 4, "(N, C, H, W)")
+    xp = _validate.float_inputs("spatial_batchnorm_forward", x=x)
+    _validate.ndim("spatial_batchnorm_forward", "x", x, 4, "(N, C, H, W)")
     n, c, h, w = x.shape
     rows = xp.reshape(xp.permute_dims(x, (0, 2, 3, 1)), (n * h * w, c))
     out, cache = batchnorm_forward(rows, gamma, beta, bn_param)
@@ -118,8 +118,8 @@ def spatial_batchnorm_forward(x, gamma, beta, bn_param):
 def spatial_batchnorm_backward(dout, cache):
     """Gradients (dx (N, C, H, W), dgamma (C,), dbeta (C,)) of spatial batch normalization."""
     bn_cache, (n, c, h, w) = cache
-    xp = _checks.float_inputs("spatial_batchnorm_backward", dout=dout)
-    _checks.shape("spatial_batchnorm_backward", "dout", dout, (n, c, h, w), "x of the forward pass")
+    xp = _validate.float_inputs("spatial_batchnorm_backward", dout=dout)
+    _validate.shape("spatial_batchnorm_backward", "dout", dout, (n, c, h, w), "x of the forward pass")
     rows = xp.reshape(xp.permute_dims(dout, (0, 2, 3, 1)), (n * h * w, c))
     drows, dgamma, dbeta = batchnorm_backward_alt(rows, bn_cache)
     return xp.permute_dims(xp.reshape(drows, (n, h, w, c)), (0, 3, 1, 2)), dgamma, dbeta
@@ -129,12 +129,12 @@ def layernorm_forward(x, gamma, beta, ln_param):
     """Layer normalization of each row of x (N, D); gamma, beta (D,); ln_param: 'eps' (1e-5).
     Same in train and test mode. Returns out (N, D) and cache."""
     fn = "layernorm_forward"
-    _checks.keys(fn, "ln_param", ln_param, _LN_KEYS)
-    xp = _checks.float_inputs(fn, x=x, gamma=gamma, beta=beta)
-    _checks.ndim(fn, "x", x, 2, "(N, D)")
+    _validate.keys(fn, "ln_param", ln_param, _LN_KEYS)
+    xp = _validate.float_inputs(fn, x=x, gamma=gamma, beta=beta)
+    _validate.ndim(fn, "x", x, 2, "(N, D)")
     d = x.shape[1]
-    _checks.shape(fn, "gamma", gamma, (d,), "D = x.shape[1]")
-    _checks.shape(fn, "beta", beta, (d,), "D = x.shape[1]")
+    _validate.shape(fn, "gamma", gamma, (d,), "D = x.shape[1]")
+    _validate.shape(fn, "beta", beta, (d,), "D = x.shape[1]")
     eps = float(ln_param.get("eps", 1e-5))
     xc = x - xp.mean(x, axis=1, keepdims=True)
     inv_std = 1.0 / xp.sqrt(xp.mean(xc * xc, axis=1, keepdims=True) + eps)
@@ -145,8 +145,8 @@ def layernorm_forward(x, gamma, beta, ln_param):
 def layernorm_backward(dout, cache):
     """Gradients (dx (N, D), dgamma (D,), dbeta (D,)) of layer normalization."""
     xhat, inv_std, gamma = cache
-    xp = _checks.float_inputs("layernorm_backward", dout=dout, xhat=xhat)
-    _checks.shape("layernorm_backward", "dout", dout, xhat.shape, "(N, D) of the forward pass")
+    xp = _validate.float_inputs("layernorm_backward", dout=dout, xhat=xhat)
+    _validate.shape("layernorm_backward", "dout", dout, xhat.shape, "(N, D) of the forward pass")
     dxhat = dout * gamma
     dx = _normalized_dx(xp, dxhat, xhat, inv_std, axis=1)
     return dx, xp.sum(dout * xhat, axis=0), xp.sum(dout, axis=0)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..backend import get_ops
-from . import _checks
+from .. import _validate
 from . import conv as _conv
 from .activations import relu_backward, relu_forward
 from .affine import _flat, affine_grads
@@ -14,7 +14,7 @@ from .pooling import pool_geometry, pool_shape_geometry
 
 def affine_relu_forward(x, w, b):
     """relu(x.reshape(N, D) @ w + b), the bias add and ReLU fused. Returns out (N, M), cache."""
-    xp = _checks.float_inputs("affine_relu_forward", x=x, w=w, b=b)
+    xp = _validate.float_inputs("affine_relu_forward", x=x, w=w, b=b)
     out = get_ops(xp).bias_relu(xp.matmul(_flat(xp, "affine_relu_forward", x, w, b), w), b)
     return out, ((x, w, b), out)
 
@@ -22,8 +22,8 @@ def affine_relu_forward(x, w, b):
 def affine_relu_backward(dout, cache, compute_dx: bool = True):
     """Gradients (dx, dw, db) of :func:`affine_relu_forward`."""
     fc_cache, out = cache
-    xp = _checks.float_inputs("relu_backward", dout=dout, x=out)  # relu_backward's checks
-    _checks.shape("relu_backward", "dout", dout, out.shape, "the shape of x")
+    xp = _validate.float_inputs("relu_backward", dout=dout, x=out)  # relu_backward's checks
+    _validate.shape("relu_backward", "dout", dout, out.shape, "the shape of x")
     return affine_grads(xp, get_ops(xp).relu_backward(dout, out), fc_cache, compute_dx)
 
 
@@ -56,9 +56,9 @@ def conv_relu_pool_backward(dout, cache, compute_dx: bool = True):
     """Gradients (dx, dw, db) of :func:`conv_relu_pool_forward`."""
     conv_cache, relu_cache, pool_cache = cache
     s, out, pool_param = pool_cache
-    xp = _checks.float_inputs("max_pool_backward", dout=dout, x=s)
+    xp = _validate.float_inputs("max_pool_backward", dout=dout, x=s)
     pool = pool_geometry("max_pool_backward", s, pool_param)
-    _checks.shape("max_pool_backward", "dout", dout, out.shape, "(N, C, OH, OW) of the forward pass")
+    _validate.shape("max_pool_backward", "dout", dout, out.shape, "(N, C, OH, OW) of the forward pass")
     x_shape, w, _, stride, pad, saved = conv_cache
     return get_ops(xp).conv_relu_pool_backward(dout, s, out, relu_cache, pool, x_shape, w, stride, pad, saved,
                                                compute_dx, _conv.get_column_budget())

@@ -1,0 +1,219 @@
+"""Argument checks for every module: scalars (ints, reals, probabilities, flags, seeds) and
+arrays (float dtype, ndim, shape, parameter dicts).
+
+Each failure raises :class:`ArgumentError` naming the argument and saying what was
+expected, what was given and, where it helps, how to fix it. NumPy scalars are accepted
+wherever Python numbers are; ``bool`` is never a number here, NaN never a valid real.
+Array checks read shapes, dtypes and dict keys only, never values, so nothing syncs with
+a device.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection, Mapping
+from numbers import Integral, Real
+from typing import Any
+
+import numpy as np
+
+from .backend import get_array_module
+
+__all__ = [
+    "ArgumentError",
+    "boolean",
+    "choice",
+    "float_inputs",
+    "integer",
+    "keys",
+    "mode",
+    "ndim",
+    "pair",
+    "probability",
+    "real",
+    "seed",
+    "shape",
+]
+
+
+class ArgumentError(ValueError, TypeError):
+    """An argument has the wrong type or value. Both a ``ValueError`` and a ``TypeError``
+    (as NumPy's ``AxisError`` is both a ``ValueError`` and an ``IndexError``), so callers
+    catching either keep working."""
+
+
+def _prefix(fn: str | None) -> str:
+    return f"{fn}: " if fn else ""
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, Real) and not isinstance(value, (bool, np.bool_))
+
+
+# --- scalars -------------------------------------------------------------------------------
+
+
+def integer(name: str, value: Any, *, low: int | None = None, high: int | None = None,
+            allow_none: bool = False, fn: str | None = None) -> int | None:
+    """``value`` as a Python int in [low, high] (Python or NumPy integer; not bool)."""
+    if value is None and allow_none:
+        return None
+    bounds = _interval(low, high, True, True, int)
+    if not _is_int(value) or (low is not None and value < low) or (high is not None and value > high):
+        more = " or None" if allow_none else ""
+        raise ArgumentError(f"{_prefix(fn)}{name} must be an int{bounds}{more}, got {value!r}")
+    return int(value)
+
+
+def real(name: str, value: Any, *, low: float | None = None, high: float | None = None,
+         low_open: bool = False, high_open: bool = False, finite: bool = True,
+         allow_none: bool = False, fn: str | None = None) -> float | None:
+    """``value`` as a Python float in the given interval (Python or NumPy number; not bool,
+    never NaN; infinite only with ``finite=False``)."""
+    if value is None and allow_none:
+        return None
+    bounds = _interval(low, high, not low_open, not high_open, float)
+    ok = _is_real(value) and not math.isnan(value) and (math.isfinite(value) or not finite)
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    if not ok:
+        kind = "a finite number" if finite else "a number"
+        more = " or None" if allow_none else ""
+        raise ArgumentError(f"{_prefix(fn)}{name} must be {kind}{bounds}{more}, got {value!r}")
+    return float(value)
+
+
+def probability(name: str, value: Any, *, zero: bool = False, one: bool = True,
+                fn: str | None = None) -> float:
+    """A probability in (0, 1] by default; ``zero``/``one`` say whether 0 and 1 are allowed."""
+    return real(name, value, low=0.0, high=1.0, low_open=not zero, high_open=not one, fn=fn)
+
+
+def boolean(name: str, value: Any, *, fn: str | None = None) -> bool:
+    """``value`` as a Python bool (``True``/``False`` or a NumPy bool; not 0/1 or strings)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ArgumentError(f"{_prefix(fn)}{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def choice(name: str, value: Any, choices: Collection, *, fn: str | None = None) -> Any:
+    """``value`` if it is one of ``choices``."""
+    try:
+        ok = value in choices
+    except TypeError:  # unhashable value against a set
+        ok = False
+    if not ok:
+        listed = ", ".join(map(repr, choices))
+        raise ArgumentError(f"{_prefix(fn)}{name} must be one of {listed}, got {value!r}")
+    return value
+
+
+def seed(name: str, value: Any, *, fn: str | None = None):
+    """A seed for ``numpy.random.default_rng``: None, an int >= 0, a ``SeedSequence`` or a
+    ``Generator`` (returned as given; ints as Python ints)."""
+    if value is None or isinstance(value, (np.random.Generator, np.random.SeedSequence)):
+        return value
+    if _is_int(value) and value >= 0:
+        return int(value)
+    raise ArgumentError(
+        f"{_prefix(fn)}{name} must be None, an int >= 0 or a numpy.random.Generator, got {value!r}"
+    )
+
+
+def _interval(low, high, low_closed: bool, high_closed: bool, kind) -> str:
+    if low is None and high is None:
+        return ""
+    if high is None:
+        return f" {'>=' if low_closed else '>'} {kind(low)}"
+    if low is None:
+        return f" {'<=' if high_closed else '<'} {kind(high)}"
+    return f" in {'[' if low_closed else '('}{kind(low)}, {kind(high)}{']' if high_closed else ')'}"
+
+
+# --- arrays and parameter dicts -------------------------------------------------------------
+
+
+def float_inputs(fn: str, **arrays):
+    """Namespace of ``arrays`` after checking they are real floating and share one dtype.
+
+    ``None`` values are skipped. Raises :class:`ArgumentError` (dtype) or ``TypeError``
+    (arrays of two backends).
+    """
+    present = {k: a for k, a in arrays.items() if a is not None}
+    xp = get_array_module(*present.values())
+    dtypes = {}
+    for name, a in present.items():
+        if not hasattr(a, "dtype") or not xp.isdtype(a.dtype, "real floating"):
+            given = getattr(a, "dtype", type(a).__name__)
+            raise ArgumentError(
+                f"{fn}: {name} must be a real floating array (float16/32/64), got {given}; "
+                f"convert it with gpunet.asarray({name}, dtype='float32')"
+            )
+        dtypes[name] = a.dtype
+    if len(set(map(str, dtypes.values()))) > 1:
+        listed = ", ".join(f"{k}={_short(v)}" for k, v in dtypes.items())
+        raise ArgumentError(
+            f"{fn}: all inputs must share one dtype (nothing is upcast silently), got {listed}; "
+            "cast them to one dtype first"
+        )
+    return xp
+
+
+def _short(dtype) -> str:
+    return str(dtype).rsplit(".", 1)[-1]
+
+
+def ndim(fn: str, name: str, a, expected: int, meaning: str = "") -> None:
+    """``a.ndim == expected``; ``meaning`` describes the axes, e.g. "(N, C, H, W)"."""
+    if a.ndim != expected:
+        what = f" {meaning}" if meaning else ""
+        raise ArgumentError(
+            f"{fn}: {name} must have {expected} dimensions{what}, got shape {tuple(a.shape)}"
+        )
+
+
+def shape(fn: str, name: str, a, expected: tuple, why: str = "") -> None:
+    """``a.shape == expected``; ``why`` says where the expected shape comes from."""
+    if tuple(a.shape) != tuple(expected):
+        because = f" ({why})" if why else ""
+        raise ArgumentError(
+            f"{fn}: {name} must have shape {tuple(expected)}{because}, got {tuple(a.shape)}"
+        )
+
+
+def pair(fn: str, name: str, value: Any) -> tuple[int, int]:
+    """An int or a pair of ints (Python or NumPy) as ``(h, w)``."""
+    if _is_int(value):
+        return int(value), int(value)
+    if isinstance(value, (tuple, list)) and len(value) == 2 and all(map(_is_int, value)):
+        return int(value[0]), int(value[1])
+    raise ArgumentError(f"{fn}: {name} must be an int or a pair of ints (h, w), got {value!r}")
+
+
+def keys(fn: str, param_name: str, param: Any, allowed: Collection,
+         required: Collection = frozenset()) -> None:
+    """Reject a non-dict and unknown or missing keys of a CS231n-style parameter dict."""
+    if not isinstance(param, Mapping):
+        raise ArgumentError(f"{fn}: {param_name} must be a dict, got {type(param).__name__}")
+    unknown = set(param) - set(allowed)
+    if unknown:
+        raise ArgumentError(
+            f"{fn}: unknown {param_name} key(s) {sorted(map(str, unknown))}; accepted: {sorted(allowed)}"
+        )
+    missing = set(required) - set(param)
+    if missing:
+        raise ArgumentError(f"{fn}: {param_name} is missing required key(s) {sorted(missing)}")
+
+
+def mode(fn: str, param_name: str, param: Mapping) -> str:
+    """``param['mode']``, which must be 'train' or 'test'."""
+    m = param.get("mode")
+    if m not in ("train", "test"):
+        raise ArgumentError(f"{fn}: {param_name}['mode'] must be 'train' or 'test', got {m!r}")
+    return m
