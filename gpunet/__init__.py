@@ -11,6 +11,7 @@ from .backend import (
     asarray,
     get_array_module,
     get_backend,
+    set_backend,
     to_numpy,
     use_backend,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "asarray",
     "get_array_module",
     "get_backend",
+    "set_backend",
     "to_numpy",
     "use_backend",
     *sorted(_SUBMODULES),

@@ -2,6 +2,7 @@
 clear errors, moving data between backends, and the strict backend's guards."""
 
 import logging
+import os
 import subprocess
 import sys
 import threading
@@ -31,8 +32,6 @@ def fresh_probe():
 
 
 def _run_python(code, **env):
-    import os
-
     full_env = {**os.environ, **env}
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=full_env, timeout=120)
 
@@ -51,13 +50,90 @@ def test_env_var_sets_the_default(fresh_switch):
     assert gpunet.get_backend() == "strict"
 
 
-def test_env_var_with_an_unknown_name_says_so(fresh_switch):
+def test_env_var_with_an_unknown_name_says_so_when_it_is_used(fresh_switch):
     fresh_switch.setenv("GPUNET_BACKEND", "tpu")
-    with pytest.raises(ValueError, match=r"GPUNET_BACKEND='tpu': unknown backend 'tpu'; expected one of"):
+    with pytest.raises(ValueError, match=r"GPUNET_BACKEND must be one of 'numpy', 'cupy', 'strict', 'auto', "
+                                         r"got 'tpu'; unset GPUNET_BACKEND, or choose in code with gpunet.set_backend"):
         gpunet.get_backend()
 
 
-def test_function_call_sets_the_process_default(fresh_switch):
+@pytest.fixture
+def cupy_without_device(monkeypatch, fresh_probe):
+    """CuPy 99.0 installed, no CUDA device."""
+
+    class FakeRuntime:
+        @staticmethod
+        def getDeviceCount():
+            raise RuntimeError("cudaErrorNoDevice: no CUDA-capable device is detected")
+
+    class FakeCupy:
+        __version__ = "99.0"
+        cuda = type("cuda", (), {"runtime": FakeRuntime})
+
+    monkeypatch.setattr(cs.importlib, "import_module", lambda name: FakeCupy)
+
+
+@pytest.mark.parametrize("env", ["bogus", "cupy"])
+def test_an_explicit_choice_beats_a_bad_env_var(env, fresh_switch, cupy_without_device):
+    fresh_switch.setenv("GPUNET_BACKEND", env)
+    with pytest.raises((ValueError, gpunet.BackendUnavailableError), match=f"GPUNET_BACKEND.*{env}"):
+        gpunet.get_backend()
+    with gpunet.use_backend("strict"):
+        assert gpunet.backend.backend_of(gpunet.asarray(np.ones(2))) == "strict"
+    with gpunet.use_backend("numpy"):
+        assert isinstance(gpunet.asarray([1.0]), np.ndarray)
+    assert gpunet.set_backend("numpy") == "numpy"
+    assert gpunet.get_backend() == "numpy"
+    assert isinstance(gpunet.asarray([1.0]), np.ndarray)
+
+
+def test_set_backend_replaces_the_env_default(fresh_switch):
+    fresh_switch.setenv("GPUNET_BACKEND", "strict")
+    assert gpunet.get_backend() == "strict"
+    gpunet.set_backend("numpy")
+    assert gpunet.get_backend() == "numpy"
+
+
+def test_info_reports_a_bad_env_var_as_a_line(fresh_switch):
+    from gpunet.backend.info import report
+
+    fresh_switch.setenv("GPUNET_BACKEND", "bogus")
+    lines = report()
+    assert any("GPUNET_BACKEND must be one of" in line and "'bogus'" in line for line in lines), lines
+
+
+@pytest.mark.parametrize("env", ["bogus", "cupy"])
+def test_info_command_and_explicit_choices_work_with_a_bad_env_var_in_a_fresh_process(env):
+    if env == "cupy" and cs.cupy_status()[0] is not None:
+        pytest.skip("a CUDA device is usable here: GPUNET_BACKEND=cupy is not bad")
+    r = subprocess.run([sys.executable, "-m", "gpunet", "info"], capture_output=True, text=True,
+                       timeout=120, env={**os.environ, "GPUNET_BACKEND": env})
+    assert r.returncode == 0, r.stderr
+    last = r.stdout.splitlines()[-1]
+    assert last.startswith("default backend") and "GPUNET_BACKEND" in last and repr(env) in last
+    r = _run_python("import gpunet\n"
+                    "with gpunet.use_backend('numpy'):\n"
+                    "    a = gpunet.asarray([1.0])\n"
+                    "gpunet.set_backend('numpy')\n"
+                    "print(type(a).__name__, type(gpunet.asarray([2.0])).__name__)",
+                    GPUNET_BACKEND=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["ndarray", "ndarray"]
+
+
+def test_cupy_that_fails_to_import_is_reported_not_raised(monkeypatch, fresh_probe):
+    def broken(name):
+        raise OSError("libcudart.so.12: cannot open shared object file")
+
+    monkeypatch.setattr(cs.importlib, "import_module", broken)
+    cupy, reason = cs.cupy_status()
+    assert cupy is None and "fails to import (OSError: libcudart.so.12" in reason
+    from gpunet.backend.info import report
+
+    assert any("libcudart" in line for line in report())
+
+
+def test_plain_call_sets_this_threads_choice_and_set_backend_the_process_default(fresh_switch):
     fresh_switch.delenv("GPUNET_BACKEND", raising=False)
     assert gpunet.get_backend() == "numpy"
     gpunet.use_backend("strict")
@@ -66,7 +142,12 @@ def test_function_call_sets_the_process_default(fresh_switch):
     t = threading.Thread(target=lambda: seen.append(gpunet.get_backend()))
     t.start()
     t.join()
-    assert seen == ["strict"]
+    assert seen == ["numpy"]
+    gpunet.set_backend("strict")
+    t = threading.Thread(target=lambda: seen.append(gpunet.get_backend()))
+    t.start()
+    t.join()
+    assert seen == ["numpy", "strict"]
 
 
 def test_context_manager_is_thread_local_and_restores(fresh_switch):
@@ -101,9 +182,19 @@ def test_nested_context_managers(fresh_switch):
     assert gpunet.get_backend() == "numpy"
 
 
-def test_unknown_backend_name():
-    with pytest.raises(ValueError, match=r"unknown backend 'torch'; expected one of 'numpy', 'cupy', 'strict', 'auto'"):
-        gpunet.use_backend("torch")
+@pytest.mark.parametrize("call", [gpunet.use_backend, gpunet.set_backend])
+@pytest.mark.parametrize("name", ["torch", None, 1, True])
+def test_unknown_backend_name(call, name, fresh_switch):
+    fresh_switch.delenv("GPUNET_BACKEND", raising=False)
+    with pytest.raises(ValueError, match=r"backend must be one of 'numpy', 'cupy', 'strict', 'auto', got "):
+        call(name)
+    assert gpunet.get_backend() == "numpy"  # nothing changed
+
+
+def test_backend_names_are_case_insensitive(fresh_switch):
+    assert gpunet.set_backend("NumPy") == "numpy"
+    with gpunet.use_backend("STRICT") as chosen:
+        assert chosen == gpunet.get_backend() == "strict"
 
 
 def test_cupy_not_installed_says_so_with_install_command(monkeypatch, fresh_probe):
@@ -118,17 +209,7 @@ def test_cupy_not_installed_says_so_with_install_command(monkeypatch, fresh_prob
     assert "pip install gpunet[cuda12]" in msg and "gpunet[cuda13]" in msg
 
 
-def test_cupy_without_device_says_so(monkeypatch, fresh_probe):
-    class FakeRuntime:
-        @staticmethod
-        def getDeviceCount():
-            raise RuntimeError("cudaErrorNoDevice: no CUDA-capable device is detected")
-
-    class FakeCupy:
-        __version__ = "99.0"
-        cuda = type("cuda", (), {"runtime": FakeRuntime})
-
-    monkeypatch.setattr(cs.importlib, "import_module", lambda name: FakeCupy)
+def test_cupy_without_device_says_so(cupy_without_device):
     with pytest.raises(gpunet.BackendUnavailableError) as err:
         gpunet.use_backend("cupy")
     msg = str(err.value)

@@ -8,7 +8,7 @@ created (:func:`asarray`, weights, loaded data). CuPy is imported lazily.
 from .cupy_probe import BackendUnavailableError, cupy_status
 from .namespace import asarray, backend_of, get_array_module, to_numpy
 from .ops import get_ops
-from .switch import BACKENDS, get_backend, use_backend
+from .switch import BACKENDS, get_backend, set_backend, use_backend
 
 __all__ = [
     "BACKENDS",
@@ -19,6 +19,7 @@ __all__ = [
     "get_array_module",
     "get_backend",
     "get_ops",
+    "set_backend",
     "to_numpy",
     "use_backend",
 ]

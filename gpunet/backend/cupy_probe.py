@@ -35,6 +35,8 @@ def _probe() -> tuple[object | None, str | None]:
         cupy = importlib.import_module("cupy")
     except ImportError as exc:
         return None, f"CuPy is not installed ({exc}); {INSTALL_HINT}"
+    except Exception as exc:  # a broken install, e.g. CUDA libraries that fail to load
+        return None, f"CuPy is installed but fails to import ({type(exc).__name__}: {exc}); {INSTALL_HINT}"
     try:
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception as exc:  # CUDARuntimeError, missing driver library, ...

@@ -7,6 +7,7 @@ import platform
 import numpy as np
 
 from .cupy_probe import cupy_status
+from .switch import ENV_VAR, get_backend
 
 
 def blas_summary() -> str:
@@ -41,7 +42,7 @@ def device_summary(backend: str) -> str:
 
 
 def report() -> list[str]:
-    """Lines for ``gpunet info``."""
+    """Lines for ``gpunet info``; never raises: a fact that cannot be found is a line saying why."""
     import gpunet
 
     lines = [
@@ -50,18 +51,17 @@ def report() -> list[str]:
         f"numpy {np.__version__}",
         f"BLAS: {blas_summary()}",
     ]
-    try:
-        import cupy
-
-        installed = f"CuPy {cupy.__version__} installed"
-    except ImportError:
-        installed = None
-    cupy_mod, reason = cupy_status()
-    if cupy_mod is not None:
-        lines.append(f"{installed}; usable: {device_summary('cupy')}")
-    elif installed:
-        lines.append(f"{installed}; not usable: {reason}")
-    else:
+    cupy, reason = cupy_status()
+    if cupy is None:
         lines.append(f"CuPy: not usable: {reason}")
-    lines.append(f"default backend (GPUNET_BACKEND or numpy): {gpunet.get_backend()}")
+    else:
+        lines.append(f"CuPy {cupy.__version__}: usable: {_fact(lambda: device_summary('cupy'))}")
+    lines.append(f"default backend ({ENV_VAR} or numpy): {_fact(get_backend)}")
     return lines
+
+
+def _fact(find) -> str:
+    try:
+        return find()
+    except Exception as exc:  # report it; `gpunet info` is what a user runs when things fail
+        return f"unknown ({type(exc).__name__}: {exc})"

@@ -1,7 +1,12 @@
-"""The global backend choice: where *new* arrays (weights, loaded data) are created.
+"""The backend choice: where *new* arrays (weights, loaded data) are created.
 
 Which namespace an operation runs on is decided by its inputs (see
 :func:`gpunet.backend.namespace.get_array_module`), never by this switch.
+
+A thread's choice (:func:`use_backend`) beats the process-wide default
+(:func:`set_backend`), which beats ``GPUNET_BACKEND``; without any of them it is NumPy.
+The variable is read only when nothing was chosen explicitly, so a bad value never
+stands in the way of an explicit choice; it is reported when it is used.
 """
 
 from __future__ import annotations
@@ -19,21 +24,20 @@ CHOICES = BACKENDS + ("auto",)
 ENV_VAR = "GPUNET_BACKEND"
 
 _lock = threading.Lock()
-_default: str | None = None  # process-wide choice, resolved lazily from GPUNET_BACKEND
-_local = threading.local()  # per-thread stack of `with use_backend(...)` overrides
+_default: str | None = None  # process-wide: set_backend's choice, else GPUNET_BACKEND once read
+_local = threading.local()  # .choice: this thread's use_backend choice (None: the process default)
 _auto_reported = False
 
 
-def resolve(name: str) -> str:
+def resolve(name: str, what: str = "backend") -> str:
     """Check that backend ``name`` can run here and return its concrete name.
 
     ``"auto"`` becomes ``"cupy"`` when a CUDA device is usable, else ``"numpy"``.
+    ``what`` names the argument in the error (e.g. the environment variable).
     """
-    if not isinstance(name, str) or name.lower() not in CHOICES:
-        raise ValueError(
-            f"unknown backend {name!r}; expected one of {', '.join(map(repr, CHOICES))}"
-        )
-    name = name.lower()
+    from .. import _validate  # it imports the backend: import it when first needed
+
+    name = _validate.choice(what, name.lower() if isinstance(name, str) else name, CHOICES)
     if name == "auto":
         cupy, reason = cupy_status()
         chosen = "numpy" if cupy is None else "cupy"
@@ -60,69 +64,73 @@ def _report_auto(chosen: str, reason: str | None) -> None:
         log.info("gpunet backend 'auto' chose %s", chosen)
 
 
-def _stack() -> list:
-    if not hasattr(_local, "stack"):
-        _local.stack = []
-    return _local.stack
-
-
 def get_backend() -> str:
-    """Name of the backend new arrays are created on: ``"numpy"``, ``"cupy"`` or ``"strict"``."""
+    """Name of the backend new arrays are created on in this thread: ``"numpy"``,
+    ``"cupy"`` or ``"strict"``."""
+    choice = getattr(_local, "choice", None)
+    if choice is not None:
+        return choice
+    default = _default
+    return default if default is not None else _default_from_env()
+
+
+def _default_from_env() -> str:
     global _default
-    stack = _stack()
-    if stack:
-        return stack[-1]
-    with _lock:
-        if _default is not None:
-            return _default
     env = os.environ.get(ENV_VAR, "numpy")
+    hint = (f"unset {ENV_VAR}, or choose in code with gpunet.set_backend(name) or "
+            "`with gpunet.use_backend(name):`")
     try:
-        chosen = resolve(env)
-    except ValueError as exc:
-        raise ValueError(f"{ENV_VAR}={env!r}: {exc}") from None
+        chosen = resolve(env, what=ENV_VAR)
+    except ValueError as exc:  # an ArgumentError
+        raise type(exc)(f"{exc}; {hint}") from None
     except BackendUnavailableError as exc:
-        raise BackendUnavailableError(f"{ENV_VAR}={env!r}: {exc}") from None
+        raise BackendUnavailableError(f"{ENV_VAR}={env!r}: {exc}; or {hint}") from None
     with _lock:
-        if _default is None:
+        if _default is None:  # a concurrent set_backend wins
             _default = chosen
         return _default
 
 
-class use_backend:  # noqa: N801 - a function to users, a class to implement `with`
-    """Choose the backend that new arrays are created on.
+def set_backend(name: str) -> str:
+    """Set the process-wide default backend (what every thread sees unless it chose its own
+    with :func:`use_backend`) and return its concrete name. ``GPUNET_BACKEND`` is not read."""
+    global _default
+    chosen = resolve(name)
+    with _lock:
+        _default = chosen
+    return chosen
 
-    Called plainly, ``use_backend("cupy")`` sets the process-wide default. Used as
-    ``with use_backend("numpy"): ...`` it applies to the current thread for the block
-    only and leaves the process-wide default as it was. Names: ``"numpy"``, ``"cupy"``,
+
+class use_backend:  # noqa: N801 - a function to users, a class to implement `with`
+    """Choose the backend new arrays are created on in the *current thread*.
+
+    ``with use_backend("numpy"): ...`` applies to the block and then restores the thread's
+    previous choice. Called plainly, ``use_backend("cupy")`` sets the current thread's
+    choice from then on; other threads keep theirs, and new threads start from the
+    process-wide default, which :func:`set_backend` sets. Names: ``"numpy"``, ``"cupy"``,
     ``"auto"`` (CuPy when a device is usable, else NumPy) and the test-only ``"strict"``.
+    ``GPUNET_BACKEND`` is not read. The chosen name is ``.name`` (and the ``as`` target).
     """
 
     def __init__(self, name: str):
-        global _default
         self.name = resolve(name)
-        get_backend()  # make sure the default is resolved before it is replaced
-        with _lock:
-            self._previous = _default
-            _default = self.name
+        self._previous = getattr(_local, "choice", None)
+        _local.choice = self.name
 
     def __enter__(self) -> str:
-        global _default
-        with _lock:  # the block is thread-local: undo the process-wide change
-            if _default == self.name:
-                _default = self._previous
-        _stack().append(self.name)
         return self.name
 
     def __exit__(self, *exc_info) -> None:
-        _stack().pop()
+        _local.choice = self._previous
 
     def __repr__(self) -> str:
         return f"use_backend({self.name!r})"
 
 
 def _reset_for_tests() -> None:
+    """Forget every choice (process default, this thread's, the 'auto' report)."""
     global _default, _auto_reported
     with _lock:
         _default = None
         _auto_reported = False
-    _stack().clear()
+    _local.choice = None
