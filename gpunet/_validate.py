@@ -23,6 +23,8 @@ __all__ = [
     "ArgumentError",
     "boolean",
     "choice",
+    "dtype",
+    "float_dtype",
     "float_inputs",
     "integer",
     "keys",
@@ -126,6 +128,24 @@ def seed(name: str, value: Any, *, fn: str | None = None):
     )
 
 
+_FLOATS = ("float16", "float32", "float64")
+
+
+def float_dtype(name: str, value: Any, *, fn: str | None = None) -> np.dtype:
+    """``value`` (a name such as ``"float32"``, a NumPy dtype or type) as a NumPy dtype
+    float16, float32 or float64."""
+    try:
+        found = None if value is None else np.dtype(value)  # np.dtype(None) would be float64
+    except (TypeError, ValueError):
+        found = None
+    if found is None or found.name not in _FLOATS:
+        raise ArgumentError(
+            f"{_prefix(fn)}{name} must be a floating dtype ({', '.join(map(repr, _FLOATS))}), "
+            f"got {value!r}"
+        )
+    return found
+
+
 def _interval(low, high, low_closed: bool, high_closed: bool, kind) -> str:
     if low is None and high is None:
         return ""
@@ -187,13 +207,30 @@ def shape(fn: str, name: str, a, expected: tuple, why: str = "") -> None:
         )
 
 
-def pair(fn: str, name: str, value: Any) -> tuple[int, int]:
-    """An int or a pair of ints (Python or NumPy) as ``(h, w)``."""
+def dtype(fn: str, name: str, a, expected, why: str = "") -> None:
+    """``a.dtype`` is the dtype ``expected``, compared by name (NumPy, CuPy and strict dtypes compare)."""
+    if _short(a.dtype) != _short(expected):
+        because = f" ({why})" if why else ""
+        raise ArgumentError(
+            f"{fn}: {name} must have dtype {_short(expected)}{because}, got {_short(a.dtype)}; "
+            "cast it first (nothing is cast silently)"
+        )
+
+
+def pair(fn: str, name: str, value: Any, *, low: int | None = None) -> tuple[int, int]:
+    """An int or a pair of ints (Python or NumPy) as ``(h, w)``, each >= ``low`` if given."""
     if _is_int(value):
-        return int(value), int(value)
-    if isinstance(value, (tuple, list)) and len(value) == 2 and all(map(_is_int, value)):
-        return int(value[0]), int(value[1])
-    raise ArgumentError(f"{fn}: {name} must be an int or a pair of ints (h, w), got {value!r}")
+        hw = (int(value), int(value))
+    elif isinstance(value, (tuple, list)) and len(value) == 2 and all(map(_is_int, value)):
+        hw = (int(value[0]), int(value[1]))
+    else:
+        hw = None
+    if hw is None or (low is not None and min(hw) < low):
+        bound = f" >= {low}" if low is not None else ""
+        raise ArgumentError(
+            f"{fn}: {name} must be an int{bound} or a pair of ints{bound} (h, w), got {value!r}"
+        )
+    return hw
 
 
 def keys(fn: str, param_name: str, param: Any, allowed: Collection,
