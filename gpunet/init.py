@@ -11,24 +11,25 @@ import math
 
 import numpy as np
 
+from . import _validate
 from .backend import asarray
 
 
-def as_rng(rng) -> np.random.Generator:
-    """A numpy Generator from a Generator (returned as is), an int seed or None (fresh entropy)."""
+def as_rng(rng, name: str = "seed", fn: str | None = None) -> np.random.Generator:
+    """A numpy Generator from a Generator (returned as is), a seed (int >= 0 or SeedSequence)
+    or None (fresh entropy); ``name`` and ``fn`` name the argument in the error."""
+    rng = _validate.seed(name, rng, fn=fn)
     return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
 
 
-def weight_std(init, fan_in: int, fan_out: int) -> float:
+def weight_std(init, fan_in: int, fan_out: int, name: str = "init", fn: str | None = None) -> float:
     """Standard deviation of a normal init: "he" sqrt(2/fan_in) (ReLU nets), "xavier"
-    sqrt(2/(fan_in+fan_out)) (Glorot), or a number used as is (CS231n's weight_scale)."""
-    if init == "he":
+    sqrt(2/(fan_in+fan_out)) (Glorot), or a number >= 0 used as is (CS231n's weight_scale)."""
+    if not isinstance(init, str):
+        return _validate.real(name, init, low=0.0, fn=fn)
+    if _validate.choice(name, init, ("he", "xavier"), fn=fn) == "he":
         return math.sqrt(2.0 / fan_in)
-    if init == "xavier":
-        return math.sqrt(2.0 / (fan_in + fan_out))
-    if isinstance(init, (int, float)) and not isinstance(init, bool) and init >= 0:
-        return float(init)
-    raise ValueError(f"init must be 'he', 'xavier' or a standard deviation >= 0, got {init!r}")
+    return math.sqrt(2.0 / (fan_in + fan_out))
 
 
 def normal(shape, std: float, rng, dtype):

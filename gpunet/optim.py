@@ -13,8 +13,8 @@ CUDA kernels, NumPy in-place passes into reused scratch; the generic versions ar
 from __future__ import annotations
 
 import difflib
-from numbers import Integral, Real
 
+from . import _validate
 from .backend import get_array_module, get_ops
 from .backend.namespace import zeros
 
@@ -56,15 +56,15 @@ STATE_KEYS: dict[str, tuple[str, ...]] = {
     "adamw": ("m", "v", "t"),
 }
 
-# Allowed ranges: (low, high, low_inclusive, high_inclusive).
+# Allowed values: finite numbers in [0, 1) or, without "high", >= 0 (epsilon > 0).
 _RANGES = {
-    "learning_rate": (0.0, float("inf"), True, False),
-    "momentum": (0.0, 1.0, True, False),
-    "decay_rate": (0.0, 1.0, True, False),
-    "beta1": (0.0, 1.0, True, False),
-    "beta2": (0.0, 1.0, True, False),
-    "epsilon": (0.0, float("inf"), False, False),
-    "weight_decay": (0.0, float("inf"), True, False),
+    "learning_rate": {"low": 0.0},
+    "momentum": {"low": 0.0, "high": 1.0, "high_open": True},
+    "decay_rate": {"low": 0.0, "high": 1.0, "high_open": True},
+    "beta1": {"low": 0.0, "high": 1.0, "high_open": True},
+    "beta2": {"low": 0.0, "high": 1.0, "high_open": True},
+    "epsilon": {"low": 0.0, "low_open": True},
+    "weight_decay": {"low": 0.0},
 }
 
 # Common spellings from other libraries, for the "did you mean" hint.
@@ -73,7 +73,8 @@ _ALIASES = {"lr": "learning_rate", "eps": "epsilon", "mu": "momentum", "decay": 
 
 
 def check_config(rule: str, config: dict) -> None:
-    """Raise ``ValueError`` for keys ``rule`` does not accept and for out-of-range values."""
+    """Raise ``ValueError`` for keys ``rule`` does not accept, and an ``ArgumentError`` (a
+    ``ValueError`` and a ``TypeError``) for values that are not finite numbers in range."""
     accepted = tuple(DEFAULTS[rule]) + STATE_KEYS[rule]
     unknown = [k for k in config if k not in accepted]
     if unknown:
@@ -91,22 +92,9 @@ def check_config(rule: str, config: dict) -> None:
             f"accepted keys: {list(accepted)}"
         )
     for key in DEFAULTS[rule]:
-        if key not in config:
-            continue
-        value = config[key]
-        if isinstance(value, bool) or not isinstance(value, Real):
-            raise TypeError(
-                f"optim_config[{key!r}] must be a real number (a Python or NumPy scalar), "
-                f"got {type(value).__name__}; device arrays would force a host sync"
-            )
-        lo, hi, lo_in, hi_in = _RANGES[key]
-        ok = (lo <= value if lo_in else lo < value) and (value <= hi if hi_in else value < hi)
-        if not ok:
-            interval = f"{'[' if lo_in else '('}{lo}, {hi}{']' if hi_in else ')'}"
-            raise ValueError(f"optim_config[{key!r}] = {value!r} is outside {interval}")
-    t = config.get("t", 0)
-    if isinstance(t, bool) or not isinstance(t, Integral) or t < 0:
-        raise TypeError(f"optim_config['t'] (Adam's step count) must be an int >= 0, got {t!r}")
+        if key in config:  # a Python or NumPy scalar: a device array would force a host sync
+            _validate.real(f"optim_config[{key!r}]", config[key], **_RANGES[key])
+    _validate.integer("optim_config['t'] (Adam's step count)", config.get("t", 0), low=0)
 
 
 def with_defaults(rule: str, config: dict | None) -> dict:

@@ -15,7 +15,8 @@ of every epoch, and before every step when ``schedule.per_iteration`` (warm-up).
 from __future__ import annotations
 
 import math
-from numbers import Integral, Real
+
+from . import _validate
 
 __all__ = [
     "Constant",
@@ -56,18 +57,6 @@ def linear_warmup(lr: float, iteration: int, warmup_iters: int) -> float:
 # --- schedule objects for the Solver ---------------------------------------------------
 
 
-def _check_int(name, value, low):
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < low:
-        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-    return int(value)
-
-
-def _check_real(name, value, low, high):
-    if isinstance(value, bool) or not isinstance(value, Real) or not (low <= value <= high):
-        raise ValueError(f"{name} must be a real number in [{low}, {high}], got {value!r}")
-    return float(value)
-
-
 class Schedule:
     """Factor of the base learning rate; subclasses implement :meth:`factor`."""
 
@@ -101,8 +90,8 @@ class StepDecay(Schedule):
     """``decay ** (epoch // step_size)``; ``StepDecay(lr_decay)`` is CS231n's ``lr_decay``."""
 
     def __init__(self, decay: float, step_size: int = 1):
-        self.decay = _check_real("decay (lr_decay)", decay, 0.0, math.inf)
-        self.step_size = _check_int("step_size", step_size, 1)
+        self.decay = _validate.real("decay (lr_decay)", decay, low=0.0)
+        self.step_size = _validate.integer("step_size", step_size, low=1)
 
     def factor(self, epoch, iteration):
         return step_decay(1.0, epoch, self.decay, self.step_size)
@@ -115,8 +104,8 @@ class Cosine(Schedule):
     """Cosine annealing per epoch from 1 (epoch 0) towards ``min_factor`` (at ``num_epochs``)."""
 
     def __init__(self, num_epochs: int, min_factor: float = 0.0):
-        self.num_epochs = _check_int("num_epochs", num_epochs, 1)
-        self.min_factor = _check_real("min_factor", min_factor, 0.0, 1.0)
+        self.num_epochs = _validate.integer("num_epochs", num_epochs, low=1)
+        self.min_factor = _validate.real("min_factor", min_factor, low=0.0, high=1.0)
 
     def factor(self, epoch, iteration):
         return cosine(1.0, epoch, self.num_epochs, self.min_factor)
@@ -131,7 +120,7 @@ class Warmup(Schedule):
     per_iteration = True
 
     def __init__(self, warmup_iters: int, after: Schedule | None = None):
-        self.warmup_iters = _check_int("warmup_iters", warmup_iters, 1)
+        self.warmup_iters = _validate.integer("warmup_iters", warmup_iters, low=1)
         self.after = after if after is not None else Constant()
         if not isinstance(self.after, Schedule):
             raise TypeError(f"after must be a Schedule, got {type(after).__name__}")
@@ -155,13 +144,7 @@ class FromCallable(Schedule):
         self.fn = fn
 
     def factor(self, epoch, iteration):
-        f = self.fn(epoch)
-        if isinstance(f, bool) or not isinstance(f, Real) or not math.isfinite(f) or f < 0:
-            raise ValueError(
-                f"lr_schedule({epoch}) returned {f!r}; expected a finite factor >= 0 of the "
-                "base learning rate"
-            )
-        return float(f)
+        return _validate.real(f"lr_schedule({epoch})", self.fn(epoch), low=0.0)
 
     def __repr__(self):
         return f"FromCallable({self.fn!r})"
@@ -175,7 +158,7 @@ def make_schedule(lr_schedule=None, *, lr_decay: float = 1.0, num_epochs: int = 
     (over ``num_epochs``), ``"constant"``, a :class:`Schedule`, or ``fn(epoch) -> factor``.
     ``warmup_iters > 0`` wraps it in :class:`Warmup`.
     """
-    lr_decay = _check_real("lr_decay", lr_decay, 0.0, math.inf)
+    lr_decay = _validate.real("lr_decay", lr_decay, low=0.0)
     if lr_decay != 1.0 and lr_schedule not in (None, "step"):
         raise ValueError(
             f"lr_decay={lr_decay} only applies to the step schedule, but lr_schedule="
@@ -196,7 +179,7 @@ def make_schedule(lr_schedule=None, *, lr_decay: float = 1.0, num_epochs: int = 
             f"invalid lr_schedule {lr_schedule!r}; expected None, 'step', 'cosine', "
             "'constant', a gpunet.schedules.Schedule or a callable fn(epoch) -> factor"
         )
-    warmup_iters = _check_int("warmup_iters", warmup_iters, 0)
+    warmup_iters = _validate.integer("warmup_iters", warmup_iters, low=0)
     if warmup_iters:
         sched = Warmup(warmup_iters, after=sched)
     return sched

@@ -1,6 +1,7 @@
 """Layer behaviour beyond gradients: kinks, overflow, dropout statistics and seeding,
 batchnorm running averages, and the errors bad input gets."""
 
+import math
 import warnings
 
 import numpy as np
@@ -20,8 +21,12 @@ def test_leaky_relu_values_and_kink(put, host):
     out, cache = L.leaky_relu_forward(x, 0.2)
     np.testing.assert_allclose(host(out), [-0.4, 0.0, 3.0])
     np.testing.assert_allclose(host(L.leaky_relu_backward(put(np.ones(3)), cache)), [0.2, 0.2, 1.0])
-    with pytest.raises(ValueError, match="negative_slope must be a number >= 0"):
-        L.leaky_relu_forward(x, -1)
+    for bad in (-1, math.nan, math.inf, True, "0.1", None):
+        with pytest.raises(ValueError, match="leaky_relu_forward: negative_slope must be a finite number >= 0.0"):
+            L.leaky_relu_forward(x, bad)
+    out, cache = L.leaky_relu_forward(x, np.float32(0.2))  # a NumPy scalar is a number too
+    np.testing.assert_allclose(host(out), [-0.4, 0.0, 3.0], rtol=1e-7)
+    assert type(cache[1]) is float
 
 
 def test_sigmoid_does_not_overflow_in_float32(put, host):

@@ -201,9 +201,26 @@ def test_out_of_range_hyperparameters_raise(key, value):
         optim.UPDATE_RULES[rule](np.zeros(2), np.ones(2), {key: value})
 
 
-def test_non_scalar_learning_rate_raises():
-    with pytest.raises(TypeError, match="real number"):
-        optim.sgd(np.zeros(2), np.ones(2), {"learning_rate": np.array([0.1])})
+@pytest.mark.parametrize("value", [np.array([0.1]), "0.1", None, True, math.inf])
+def test_non_scalar_learning_rate_raises(value):
+    with pytest.raises(TypeError, match=r"optim_config\['learning_rate'\] must be a finite number >= 0.0"):
+        optim.sgd(np.zeros(2), np.ones(2), {"learning_rate": value})
+
+
+@pytest.mark.parametrize("t", [-1, 1.5, True, "3", None])
+def test_adam_step_count_must_be_an_int_at_least_zero(t):
+    with pytest.raises(ValueError, match=r"optim_config\['t'\] \(Adam's step count\) must be an int >= 0"):
+        optim.adam(np.zeros(2), np.ones(2), {"t": t})
+
+
+def test_numpy_scalars_are_accepted_as_hyperparameters_and_step_count():
+    w = np.ones(3)
+    config = {"learning_rate": np.float32(0.5), "beta1": np.float64(0.8), "t": np.int64(4)}
+    optim.adam(w, np.ones(3), config)
+    ref = np.ones(3)
+    optim.adam(ref, np.ones(3), {"learning_rate": 0.5, "beta1": 0.8, "t": 4})
+    np.testing.assert_array_equal(w, ref)
+    assert config["t"] == 5 and type(config["t"]) is int
 
 
 def test_gradient_shape_and_dtype_mismatch_raise():

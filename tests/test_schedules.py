@@ -64,7 +64,7 @@ def test_to_config_distinguishes_schedules():
     (lambda: S.make_schedule(None, warmup_iters=-2), "warmup_iters"),
     (lambda: S.Cosine(0), "num_epochs"),
     (lambda: S.Cosine(3, min_factor=2.0), "min_factor"),
-    (lambda: S.make_schedule(lambda e: float("nan")).factor(0, 0), "finite factor"),
+    (lambda: S.make_schedule(lambda e: float("nan")).factor(0, 0), r"lr_schedule\(0\) must be a finite number"),
 ])
 def test_bad_input_raises(call, match):
     with pytest.raises(ValueError, match=match):

@@ -16,6 +16,8 @@ import ctypes
 import os
 import sys
 
+from .. import _validate
+
 #: glibc ``mallopt`` parameters (malloc.h).
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
 
@@ -32,8 +34,7 @@ def keep_freed_memory(trim_threshold: int = 2**30) -> bool:
     heap) and serve blocks up to 32 MiB from the heap, so repeated training steps reuse
     their memory instead of faulting it in again. Returns whether the setting took effect
     (False off glibc, or when ``GPUNET_KEEP_HOST_MEMORY=0``)."""
-    if not isinstance(trim_threshold, int) or trim_threshold < 0:
-        raise ValueError(f"trim_threshold must be an int >= 0 (bytes), got {trim_threshold!r}")
+    trim_threshold = _validate.integer("trim_threshold", trim_threshold, low=0, fn="keep_freed_memory")
     if os.environ.get(ENV, "1") == "0" or not sys.platform.startswith("linux"):
         return False
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import _validate
 from .packing import group_arrays
 
 __all__ = ["Communicator"]
@@ -90,6 +91,8 @@ def check_mean_dtypes(groups, op: str = "allreduce_mean") -> None:
 
 
 def check_root(root, size: int) -> int:
-    if isinstance(root, bool) or not isinstance(root, (int, np.integer)) or not 0 <= root < size:
-        raise ValueError(f"root must be a rank in [0, {size - 1}], got {root!r}")
-    return int(root)
+    """``root`` as a Python int, if it is a rank in [0, size - 1]."""
+    try:
+        return _validate.integer("root", root, low=0, high=size - 1)
+    except _validate.ArgumentError:  # the communicators' contract names it a ValueError
+        raise ValueError(f"root must be a rank in [0, {size - 1}], got {root!r}") from None

@@ -25,11 +25,7 @@ def relu_backward(dout, cache):
 def leaky_relu_forward(x, negative_slope: float = 0.01):
     """x where x > 0, else negative_slope * x. Returns out and cache (x, negative_slope)."""
     xp = _validate.float_inputs("leaky_relu_forward", x=x)
-    if not isinstance(negative_slope, (int, float)) or negative_slope < 0:
-        raise ValueError(
-            f"leaky_relu_forward: negative_slope must be a number >= 0, got {negative_slope!r}"
-        )
-    slope = float(negative_slope)
+    slope = _validate.real("negative_slope", negative_slope, low=0.0, fn="leaky_relu_forward")
     return xp.where(x > 0, x, x * slope), (x, slope)
 
 
