@@ -149,10 +149,55 @@ def test_param_dict_writes_through_to_the_layer():
     new_w = np.zeros((3, 2), dtype=np.float32)
     model.params["0.W"] = new_w
     assert layer.W is new_w
-    with pytest.raises(ValueError, match=r"expected shape \(3, 2\)"):
+    with pytest.raises(ValueError, match=r"params: 0.W must have shape \(3, 2\)"):
         model.params["0.W"] = np.zeros((2, 3), dtype=np.float32)
     with pytest.raises(KeyError, match="no parameter named"):
         model.params["1.W"] = new_w
+
+
+@pytest.mark.parametrize("value,message", [
+    (np.zeros((3, 2), np.float64), r"params: 0.W must have dtype float32 \(the dtype of the array it replaces\), got float64"),
+    (np.zeros((3, 2), np.int32), "0.W must be a real floating array"),
+    ([[0.0, 0.0]] * 3, "expected a NumPy, CuPy or array_api_strict array"),
+    (0.0, "0.W must be a real floating array"),
+])
+def test_param_dict_refuses_another_dtype_or_a_non_array_and_keeps_the_model(value, message):
+    layer = nn.Linear(3, 2, rng=0)
+    model = nn.Classifier(nn.Sequential(layer))
+    before = layer.W
+    with pytest.raises(TypeError, match=message):
+        model.params["0.W"] = value
+    assert layer.W is before and model.params["0.W"].dtype == np.float32
+
+
+def test_param_dict_owner_names_the_module_and_attribute():
+    lin, conv, bn = nn.Linear(8, 2, rng=0), nn.Conv2d(1, 2, 3, pad=1, rng=0), nn.BatchNorm(2)
+    net = nn.Sequential(conv, bn, nn.MaxPool2d(2), nn.Flatten(), lin)
+    assert net.params.owner("4.W") == (lin, "W") and net.params.owner("1.gamma") == (bn, "gamma")
+    assert net.buffers.owner("1.running_var") == (bn, "running_var")
+    with pytest.raises(KeyError, match="no parameter named '9.W'"):
+        net.params.owner("9.W")
+    assert nn.Classifier(net).reg_names == ("0.W", "4.W")  # weights only: no biases, no batchnorm scale
+
+
+@pytest.mark.parametrize("move", ["classifier", "module"])
+def test_nn_to_moves_params_and_buffers_and_back(move, host):
+    def make():
+        return nn.Classifier(nn.Sequential(nn.Linear(3, 4, rng=0), nn.BatchNorm(4), nn.ReLU(), nn.Linear(4, 2, rng=1)))
+
+    model, ref = make(), make()
+    X, y = np.random.default_rng(0).standard_normal((5, 3)).astype(np.float32), np.array([0, 1, 1, 0, 1])
+    ref_loss, _ = ref.loss(X, y)
+    (model if move == "classifier" else model.net).to("strict")
+    arrays = {**model.params, **model.get_buffers()}
+    assert len(arrays) == 8 and {gpunet.backend.backend_of(a) for a in arrays.values()} == {"strict"}
+    with gpunet.use_backend("strict"):
+        loss, grads = model.loss(gpunet.asarray(X), gpunet.asarray(y))
+    assert float(host(loss)) == pytest.approx(float(ref_loss), rel=1e-6)
+    (model if move == "classifier" else model.net).to("numpy")
+    assert all(isinstance(a, np.ndarray) for a in {**model.params, **model.get_buffers()}.values())
+    for k, v in ref.get_buffers().items():  # one training step on each backend: same running statistics
+        np.testing.assert_allclose(model.get_buffers()[k], v, rtol=1e-6)
 
 
 def test_dropout_refuses_pytorch_p_and_train_eval_switch(host):

@@ -4,11 +4,13 @@ new arrays next to existing ones (same namespace, same device)."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from numbers import Number
+from typing import Any
 
 import numpy as np
 
-from .switch import get_backend
+from .switch import get_backend, use_backend
 
 _SCALARS = (Number, np.generic)
 _FAMILY_HINT = {
@@ -103,6 +105,13 @@ def to_numpy(x, dtype=None) -> np.ndarray:
         xp = sys.modules["array_api_strict"]
         x = np.asarray(xp.asarray(x, device=host_device()))
     return np.asarray(x, dtype=dtype)
+
+
+def to_backend(arrays: Mapping[str, Any], backend: str) -> dict[str, Any]:
+    """The arrays of a name -> array mapping as a new dict, each moved onto ``backend``
+    (``"numpy"``, ``"cupy"``, ...; no copy where an array already is there)."""
+    with use_backend(backend):
+        return {name: asarray(a) for name, a in arrays.items()}
 
 
 def asarray(x, dtype=None):

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backend import asarray, get_array_module, use_backend
-from ..backend.namespace import xp_dtype
+from ..backend import asarray, get_array_module
+from ..backend.namespace import to_backend, xp_dtype
 from ..init import as_rng, weight_std
 
 
@@ -67,8 +67,6 @@ class Model:
 
     def to(self, backend: str):
         """Move parameters and buffers to ``backend`` in place; returns the model."""
-        with use_backend(backend):
-            for name in list(self.params):
-                self.params[name] = asarray(self.params[name])
-            self.set_buffers({k: asarray(v) for k, v in self.get_buffers().items()})
+        self.params.update(to_backend(self.params, backend))
+        self.set_buffers(to_backend(self.get_buffers(), backend))
         return self

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from .. import losses
+from .. import _validate, losses
 from ..models.base import Model
 from .layers import Conv2d, Dropout, Linear
 from .module import Module
 
 LOSSES = {"softmax": losses.softmax_loss, "svm": losses.svm_loss}
+
+
+def _is_weight(owner: Module, attr: str) -> bool:
+    """Whether ``owner.attr`` is a weight that gets L2 regularisation (not a bias or a norm's scale)."""
+    return attr == "W" and isinstance(owner, (Linear, Conv2d))
 
 
 class Classifier(Model):
@@ -20,15 +25,13 @@ class Classifier(Model):
     def __init__(self, net: Module, loss: str = "softmax", reg: float = 0.0, seed=None):
         if not isinstance(net, Module):
             raise TypeError(f"Classifier needs a gpunet.nn.Module, got {type(net).__name__}")
-        if loss not in LOSSES:
-            raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {loss!r}")
+        _validate.choice("loss", loss, sorted(LOSSES), fn="Classifier")
+        reg = _validate.real("reg", reg, low=0.0, fn="Classifier")
         params = net.params
         dtype = next(iter(params.values())).dtype if len(params) else "float32"
         super().__init__(reg, str(dtype).rsplit(".", 1)[-1], seed)
         self.net, self.loss_name, self.params = net, loss, params
-        slots = params._slots
-        self.reg_names = tuple(n for n, (owner, attr) in slots.items()
-                               if attr == "W" and isinstance(owner, (Linear, Conv2d)))
+        self.reg_names = tuple(n for n in params if _is_weight(*params.owner(n)))
         for m in net.modules():
             if isinstance(m, Dropout):
                 m.rng = self.rng

@@ -4,10 +4,29 @@ from __future__ import annotations
 
 import math
 
+from .. import _validate
+from .. import init as initializers
 from .. import layers as F
 from ..backend import get_array_module
-from .. import init as initializers
+from ..backend.namespace import full, zeros
 from .module import Module
+
+
+def _weight_and_bias(fn: str, w_shape: tuple, fan_in: int, fan_out: int, init, dtype, rng, bias: int):
+    """Normal weights of ``w_shape`` (std from ``init``, see :func:`gpunet.init.weight_std`)
+    and zero biases of shape (bias,), after checking ``init``, ``dtype`` and ``rng``."""
+    dtype = _validate.float_dtype("dtype", dtype, fn=fn)
+    std = initializers.weight_std(init, fan_in, fan_out, fn=fn)
+    rng = initializers.as_rng(rng, "rng", fn=fn)
+    return initializers.normal(w_shape, std, rng, dtype), initializers.constant((bias,), 0.0, dtype)
+
+
+def _scale_and_shift(fn: str, num_features: int, eps: float, dtype):
+    """gamma (ones) and beta (zeros) of shape (num_features,) and ``eps``, after checking them."""
+    n = _validate.integer("num_features", num_features, low=1, fn=fn)
+    dtype = _validate.float_dtype("dtype", dtype, fn=fn)
+    eps = _validate.real("eps", eps, low=0.0, low_open=True, fn=fn)
+    return initializers.constant((n,), 1.0, dtype), initializers.constant((n,), 0.0, dtype), eps
 
 
 class Linear(Module):
@@ -22,10 +41,10 @@ class Linear(Module):
     def __init__(self, in_features: int, out_features: int, init: str | float = "he",
                  dtype="float32", rng=None):
         super().__init__()
-        self.in_features, self.out_features = in_features, out_features
-        std = initializers.weight_std(init, in_features, out_features)
-        self.W = initializers.normal((in_features, out_features), std, rng, dtype)
-        self.b = initializers.constant((out_features,), 0.0, dtype)
+        d = _validate.integer("in_features", in_features, low=1, fn="Linear")
+        m = _validate.integer("out_features", out_features, low=1, fn="Linear")
+        self.in_features, self.out_features = d, m
+        self.W, self.b = _weight_and_bias("Linear", (d, m), d, m, init, dtype, rng, bias=m)
 
     def forward(self, x):
         out, self._cache = F.affine_forward(x, self.W, self.b)
@@ -48,11 +67,13 @@ class Conv2d(Module):
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, pad=0,
                  init: str | float = "he", dtype="float32", rng=None):
         super().__init__()
-        kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
-        std = initializers.weight_std(init, in_channels * kh * kw, out_channels * kh * kw)
-        self.W = initializers.normal((out_channels, in_channels, kh, kw), std, rng, dtype)
-        self.b = initializers.constant((out_channels,), 0.0, dtype)
-        self.conv_param = {"stride": stride, "pad": pad}
+        fn = "Conv2d"
+        c = _validate.integer("in_channels", in_channels, low=1, fn=fn)
+        f = _validate.integer("out_channels", out_channels, low=1, fn=fn)
+        kh, kw = _validate.pair(fn, "kernel_size", kernel_size, low=1)
+        self.conv_param = {"stride": _validate.pair(fn, "stride", stride, low=1),
+                           "pad": _validate.pair(fn, "pad", pad, low=0)}
+        self.W, self.b = _weight_and_bias(fn, (f, c, kh, kw), c * kh * kw, f * kh * kw, init, dtype, rng, bias=f)
 
     def forward(self, x):
         out, self._cache = F.conv_forward(x, self.W, self.b, self.conv_param)
@@ -70,8 +91,10 @@ class Conv2d(Module):
 class _Pool(Module):
     def __init__(self, kernel_size, stride=None):
         super().__init__()
-        kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
-        self.pool_param = {"pool_height": kh, "pool_width": kw, "stride": stride if stride is not None else (kh, kw)}
+        fn = type(self).__name__
+        kh, kw = _validate.pair(fn, "kernel_size", kernel_size, low=1)
+        stride = (kh, kw) if stride is None else _validate.pair(fn, "stride", stride, low=1)
+        self.pool_param = {"pool_height": kh, "pool_width": kw, "stride": stride}
 
     def extra_repr(self):
         p = self.pool_param
@@ -131,7 +154,7 @@ class LeakyReLU(Module):
 
     def __init__(self, negative_slope: float = 0.01):
         super().__init__()
-        self.negative_slope = negative_slope
+        self.negative_slope = _validate.real("negative_slope", negative_slope, low=0.0, fn="LeakyReLU")
 
     def forward(self, x):
         out, self._cache = F.leaky_relu_forward(x, self.negative_slope)
@@ -156,11 +179,10 @@ class BatchNorm(Module):
 
     def __init__(self, num_features: int, momentum: float = 0.9, eps: float = 1e-5, dtype="float32"):
         super().__init__()
-        self.gamma = initializers.constant((num_features,), 1.0, dtype)
-        self.beta = initializers.constant((num_features,), 0.0, dtype)
-        self.running_mean = initializers.constant((num_features,), 0.0, dtype)
-        self.running_var = initializers.constant((num_features,), 1.0, dtype)
-        self.momentum, self.eps = momentum, eps
+        self.gamma, self.beta, self.eps = _scale_and_shift("BatchNorm", num_features, eps, dtype)
+        self.momentum = _validate.real("momentum", momentum, low=0.0, high=1.0, fn="BatchNorm")
+        self.running_mean = zeros(self.gamma.shape, like=self.gamma)
+        self.running_var = full(self.gamma.shape, 1.0, like=self.gamma)
 
     def forward(self, x):
         bn_param = {"mode": "train" if self.training else "test", "momentum": self.momentum, "eps": self.eps,
@@ -195,9 +217,7 @@ class LayerNorm(Module):
 
     def __init__(self, num_features: int, eps: float = 1e-5, dtype="float32"):
         super().__init__()
-        self.gamma = initializers.constant((num_features,), 1.0, dtype)
-        self.beta = initializers.constant((num_features,), 0.0, dtype)
-        self.eps = eps
+        self.gamma, self.beta, self.eps = _scale_and_shift("LayerNorm", num_features, eps, dtype)
 
     def forward(self, x):
         out, self._cache = F.layernorm_forward(x, self.gamma, self.beta, {"eps": self.eps})
@@ -218,16 +238,15 @@ class Dropout(Module):
     def __init__(self, keep_prob: float = 0.5, rng=None, **kwargs):
         super().__init__()
         if "p" in kwargs:
+            p = _validate.probability("p", kwargs["p"], zero=True, one=False, fn="Dropout")
             raise TypeError(
                 "Dropout takes keep_prob, the probability of keeping a unit (CS231n's convention); "
-                f"PyTorch's Dropout(p={kwargs['p']}) is Dropout(keep_prob={1 - kwargs['p']:g}) here"
+                f"PyTorch's Dropout(p={p:g}) is Dropout(keep_prob={1 - p:g}) here"
             )
         if kwargs:
             raise TypeError(f"Dropout got unexpected arguments {sorted(kwargs)}")
-        if not 0 < keep_prob <= 1:
-            raise ValueError(f"Dropout: keep_prob must be in (0, 1], got {keep_prob!r}")
-        self.keep_prob = keep_prob
-        self.rng = initializers.as_rng(rng)
+        self.keep_prob = _validate.probability("keep_prob", keep_prob, fn="Dropout")
+        self.rng = initializers.as_rng(rng, "rng", fn="Dropout")
 
     def forward(self, x):
         param = {"p": self.keep_prob, "mode": "train" if self.training else "test", "rng": self.rng}

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from collections.abc import MutableMapping
 
-from ..backend import asarray, use_backend
+from .. import _validate
+from ..backend.namespace import to_backend
 
 
 class Module:
@@ -76,10 +77,8 @@ class Module:
 
     def to(self, backend: str):
         """Move parameters and buffers to ``backend`` ("numpy", "cupy", ...) in place."""
-        with use_backend(backend):
-            for table in (self.params, self.buffers):
-                for name in list(table):
-                    table[name] = asarray(table[name])
+        for table in (self.params, self.buffers):
+            table.update(to_backend(table, backend))
         return self
 
     def __repr__(self) -> str:
@@ -90,7 +89,8 @@ class Module:
 
 
 class ParamDict(MutableMapping):
-    """A name -> array view whose entries live as attributes of modules."""
+    """A name -> array view whose entries live as attributes of modules. Assigning an entry
+    replaces the module's array by one of the same shape and dtype (any backend)."""
 
     def __init__(self, slots: dict):
         self._slots = slots
@@ -99,13 +99,18 @@ class ParamDict(MutableMapping):
         owner, attr = self._slots[name]
         return getattr(owner, attr)
 
-    def __setitem__(self, name, value):
+    def owner(self, name: str) -> tuple[Module, str]:
+        """The module holding entry ``name`` and the attribute it is stored in, e.g. ``(linear, "W")``."""
         if name not in self._slots:
             raise KeyError(f"no parameter named {name!r}; known: {sorted(self._slots)}")
-        owner, attr = self._slots[name]
+        return self._slots[name]
+
+    def __setitem__(self, name, value):
+        owner, attr = self.owner(name)
         old = getattr(owner, attr)
-        if tuple(old.shape) != tuple(value.shape):
-            raise ValueError(f"{name}: expected shape {tuple(old.shape)}, got {tuple(value.shape)}")
+        _validate.float_inputs("params", **{name: value})
+        _validate.shape("params", name, value, old.shape, "the shape of the array it replaces")
+        _validate.dtype("params", name, value, old.dtype, "the dtype of the array it replaces")
         setattr(owner, attr, value)
 
     def __delitem__(self, name):
