@@ -83,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "then per process and only rank 0 prints and writes files")
 
     sub.add_parser("info", help="versions, the BLAS NumPy uses, and whether CuPy can use a GPU")
+    t.set_defaults(train_parser=t)  # errors of `gpunet train` print its usage
     return parser
 
 
@@ -192,8 +193,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.command == "info":
         return info()
-    train_parser = parser._subparsers._group_actions[0].choices["train"]
-    return train(args, train_parser)
+    return train(args, args.train_parser)
 
 
 if __name__ == "__main__":
