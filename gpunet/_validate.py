@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Collection, Mapping
 from numbers import Integral, Real
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 
@@ -59,6 +59,14 @@ def _is_real(value: Any) -> bool:
 # --- scalars -------------------------------------------------------------------------------
 
 
+@overload
+def integer(name: str, value: Any, *, low: int | None = ..., high: int | None = ...,
+            allow_none: Literal[False] = ..., fn: str | None = ...) -> int: ...
+@overload
+def integer(name: str, value: Any, *, low: int | None = ..., high: int | None = ...,
+            allow_none: bool, fn: str | None = ...) -> int | None: ...
+
+
 def integer(name: str, value: Any, *, low: int | None = None, high: int | None = None,
             allow_none: bool = False, fn: str | None = None) -> int | None:
     """``value`` as a Python int in [low, high] (Python or NumPy integer; not bool)."""
@@ -69,6 +77,16 @@ def integer(name: str, value: Any, *, low: int | None = None, high: int | None =
         more = " or None" if allow_none else ""
         raise ArgumentError(f"{_prefix(fn)}{name} must be an int{bounds}{more}, got {value!r}")
     return int(value)
+
+
+@overload
+def real(name: str, value: Any, *, low: float | None = ..., high: float | None = ...,
+         low_open: bool = ..., high_open: bool = ..., finite: bool = ...,
+         allow_none: Literal[False] = ..., fn: str | None = ...) -> float: ...
+@overload
+def real(name: str, value: Any, *, low: float | None = ..., high: float | None = ...,
+         low_open: bool = ..., high_open: bool = ..., finite: bool = ...,
+         allow_none: bool, fn: str | None = ...) -> float | None: ...
 
 
 def real(name: str, value: Any, *, low: float | None = None, high: float | None = None,

@@ -13,6 +13,7 @@ CUDA kernels, NumPy in-place passes into reused scratch; the generic versions ar
 from __future__ import annotations
 
 import difflib
+from typing import Any
 
 from . import _validate
 from .backend import get_array_module, get_ops
@@ -57,7 +58,7 @@ STATE_KEYS: dict[str, tuple[str, ...]] = {
 }
 
 # Allowed values: finite numbers in [0, 1) or, without "high", >= 0 (epsilon > 0).
-_RANGES = {
+_RANGES: dict[str, dict[str, Any]] = {
     "learning_rate": {"low": 0.0},
     "momentum": {"low": 0.0, "high": 1.0, "high_open": True},
     "decay_rate": {"low": 0.0, "high": 1.0, "high_open": True},

@@ -87,6 +87,15 @@ def test_an_explicit_choice_beats_a_bad_env_var(env, fresh_switch, cupy_without_
     assert isinstance(gpunet.asarray([1.0]), np.ndarray)
 
 
+@pytest.mark.parametrize("env", ["bogus", "cupy"])
+def test_gpunet_train_with_an_explicit_backend_ignores_a_bad_env_var(env, fresh_switch, cupy_without_device, capsys):
+    from gpunet.cli import main
+
+    fresh_switch.setenv("GPUNET_BACKEND", env)
+    assert main(["train", "--backend", "numpy", "--epochs", "1", "--quiet"]) == 0
+    assert capsys.readouterr().out.startswith("test accuracy: ")
+
+
 def test_set_backend_replaces_the_env_default(fresh_switch):
     fresh_switch.setenv("GPUNET_BACKEND", "strict")
     assert gpunet.get_backend() == "strict"

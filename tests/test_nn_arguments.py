@@ -99,6 +99,7 @@ def test_bad_constructor_argument_is_an_error_naming_layer_and_argument(make, va
     (lambda: nn.Classifier(nn.Linear(3, 2), loss="hinge"), "Classifier: loss must be one of 'softmax', 'svm'"),
     (lambda: nn.Classifier(nn.Linear(3, 2), reg=math.nan), "Classifier: reg must be a finite number >= 0.0"),
     (lambda: nn.Classifier(nn.Linear(3, 2), seed="abc"), "seed must be None, an int >= 0"),
+    (lambda: nn.Sequential(nn.ReLU()).train("eval"), "Sequential.train: mode must be True or False, got 'eval'"),
 ])
 def test_the_issues_bad_constructors(call, message):
     with pytest.raises(ArgumentError) as err:

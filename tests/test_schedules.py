@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 
 from gpunet import schedules as S
@@ -51,6 +52,13 @@ def test_make_schedule_from_solver_keywords():
     assert fn.factor(3, 0) == 0.25 and fn.to_config() is None
 
 
+def test_numpy_scalars_are_numbers_too():
+    assert S.StepDecay(np.float32(0.5), step_size=np.int64(2)).factor(4, 0) == 0.25
+    assert S.make_schedule("cosine", num_epochs=np.int32(4), warmup_iters=np.int64(2)).factor(0, 0) == 0.5
+    assert S.make_schedule(lambda e: np.float32(0.5)).factor(1, 0) == 0.5
+    assert S.Cosine(np.int64(2), min_factor=np.float64(0.5)).to_config()["num_epochs"] == 2
+
+
 def test_to_config_distinguishes_schedules():
     assert S.StepDecay(0.5).to_config() != S.StepDecay(0.9).to_config()
     assert S.Warmup(3, S.Cosine(5)).to_config() == S.Warmup(3, S.Cosine(5)).to_config()
@@ -65,6 +73,12 @@ def test_to_config_distinguishes_schedules():
     (lambda: S.Cosine(0), "num_epochs"),
     (lambda: S.Cosine(3, min_factor=2.0), "min_factor"),
     (lambda: S.make_schedule(lambda e: float("nan")).factor(0, 0), r"lr_schedule\(0\) must be a finite number"),
+    (lambda: S.make_schedule(lambda e: True).factor(0, 0), r"lr_schedule\(0\) must be a finite number"),
+    (lambda: S.make_schedule(None, lr_decay=math.inf), "lr_decay must be a finite number >= 0.0, got inf"),
+    (lambda: S.StepDecay(math.inf), r"decay \(lr_decay\) must be a finite number >= 0.0, got inf"),
+    (lambda: S.StepDecay(0.5, step_size=True), "step_size must be an int >= 1, got True"),
+    (lambda: S.Warmup(2.0), "warmup_iters must be an int >= 1, got 2.0"),
+    (lambda: S.Cosine(3, min_factor=math.nan), "min_factor must be a finite number in"),
 ])
 def test_bad_input_raises(call, match):
     with pytest.raises(ValueError, match=match):

@@ -12,11 +12,12 @@ from ..backend.namespace import full, zeros
 from .module import Module
 
 
-def _weight_and_bias(fn: str, w_shape: tuple, fan_in: int, fan_out: int, init, dtype, rng, bias: int):
-    """Normal weights of ``w_shape`` (std from ``init``, see :func:`gpunet.init.weight_std`)
-    and zero biases of shape (bias,), after checking ``init``, ``dtype`` and ``rng``."""
+def _weight_and_bias(fn: str, *, w_shape: tuple, bias: int, fans: tuple[int, int], init, dtype, rng):
+    """Normal weights of ``w_shape`` (std from ``init`` and ``fans`` = (fan_in, fan_out), see
+    :func:`gpunet.init.weight_std`) and zero biases of shape (bias,), after checking
+    ``init``, ``dtype`` and ``rng``."""
     dtype = _validate.float_dtype("dtype", dtype, fn=fn)
-    std = initializers.weight_std(init, fan_in, fan_out, fn=fn)
+    std = initializers.weight_std(init, *fans, fn=fn)
     rng = initializers.as_rng(rng, "rng", fn=fn)
     return initializers.normal(w_shape, std, rng, dtype), initializers.constant((bias,), 0.0, dtype)
 
@@ -44,7 +45,8 @@ class Linear(Module):
         d = _validate.integer("in_features", in_features, low=1, fn="Linear")
         m = _validate.integer("out_features", out_features, low=1, fn="Linear")
         self.in_features, self.out_features = d, m
-        self.W, self.b = _weight_and_bias("Linear", (d, m), d, m, init, dtype, rng, bias=m)
+        self.W, self.b = _weight_and_bias("Linear", w_shape=(d, m), bias=m, fans=(d, m),
+                                          init=init, dtype=dtype, rng=rng)
 
     def forward(self, x):
         out, self._cache = F.affine_forward(x, self.W, self.b)
@@ -73,7 +75,8 @@ class Conv2d(Module):
         kh, kw = _validate.pair(fn, "kernel_size", kernel_size, low=1)
         self.conv_param = {"stride": _validate.pair(fn, "stride", stride, low=1),
                            "pad": _validate.pair(fn, "pad", pad, low=0)}
-        self.W, self.b = _weight_and_bias(fn, (f, c, kh, kw), c * kh * kw, f * kh * kw, init, dtype, rng, bias=f)
+        self.W, self.b = _weight_and_bias(fn, w_shape=(f, c, kh, kw), bias=f, fans=(c * kh * kw, f * kh * kw),
+                                          init=init, dtype=dtype, rng=rng)
 
     def forward(self, x):
         out, self._cache = F.conv_forward(x, self.W, self.b, self.conv_param)

@@ -52,6 +52,7 @@ class Module:
 
     def train(self, mode: bool = True):
         """Set training mode (dropout active, batchnorm batch statistics) here and below."""
+        mode = _validate.boolean("mode", mode, fn=f"{type(self).__name__}.train")
         for m in self.modules():
             m.training = mode
         return self
