@@ -87,9 +87,8 @@ def test_with_block_restores_the_threads_previous_choice_also_on_error(fresh_swi
     with gpunet.use_backend("numpy") as chosen:
         assert chosen == "numpy" and gpunet.get_backend() == "numpy"
     assert gpunet.get_backend() == "strict"
-    with pytest.raises(KeyError):
-        with gpunet.use_backend("numpy"):
-            raise KeyError("inside")
+    with pytest.raises(KeyError), gpunet.use_backend("numpy"):
+        raise KeyError("inside")
     assert gpunet.get_backend() == "strict"
 
 
