@@ -67,7 +67,7 @@ class BatchIterator:
             yield Xb, yb
 
 
-def rows(a, index, like=None, dtype=None):
+def rows(a, index: slice | np.ndarray, like=None, dtype=None):
     """Rows ``index`` (a slice, or a host integer array) of ``a`` (N, ...), a host or device
     array, placed next to ``like`` (its backend and device) or, without ``like``, on the
     current backend as ``dtype``. Gathered where ``a`` lives; at most one transfer."""

@@ -8,6 +8,7 @@ device-to-host transfers of a training run, at report points, never one per step
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import numpy as np
 
@@ -45,7 +46,7 @@ class LossWindow:
 
     def __init__(self, steps: int):
         self.steps = steps
-        self.buf = None
+        self.buf: Any = None  # created at the first put, next to the loss
         self.start = 0  # first step not yet read back
 
     def put(self, i: int, loss) -> None:
@@ -73,7 +74,7 @@ class DeviceSums:
 
     def __init__(self, count: int):
         self.count = count
-        self.sums = None
+        self.sums: list | None = None
 
     def add(self, *values) -> None:
         """Add one value (a 0-d array) to each sum, on the device."""

@@ -19,8 +19,10 @@ from .state import first_param
 
 
 def train(solver) -> None:
-    """Run epochs until ``solver.num_epochs`` (or early stopping); then, with
-    ``restore_best``, put the best epoch's parameters (and buffers) into the model."""
+    """Check the labels once, then run epochs until ``solver.num_epochs`` (or early
+    stopping); then, with ``restore_best``, put the best epoch's parameters (and buffers)
+    into the model. The process keeps freed host memory for reuse from then on
+    (:func:`gpunet.backend.host_memory.keep_freed_memory`)."""
     keep_freed_memory()
     classes = num_classes(solver.model, solver.X_val)
     check_class_labels(solver.y_train, classes, "data['y_train']")

@@ -25,6 +25,7 @@ loop (:mod:`.loop`), the state and its checkpoint schema (:mod:`.state`), evalua
 from __future__ import annotations
 
 from collections.abc import Mapping
+from os import PathLike
 from pathlib import Path
 
 from .. import optim
@@ -104,7 +105,7 @@ class Solver:
     epochs_since_best = _InState()
     stopped_early = _InState()
 
-    def __init__(self, model, data, **kwargs):
+    def __init__(self, model, data: Mapping, **kwargs) -> None:
         self.model = model
         params = getattr(model, "params", None)
         if not isinstance(params, Mapping) or not params:
@@ -159,17 +160,18 @@ class Solver:
 
         self.state = TrainingState.fresh(self.model.params, self.optim_config,
                                          self.update_rule_name, self.update_rule, self.seed)
-        self.best_checkpoint = None
+        self.best_checkpoint: Path | None = None  # the best epoch's file, once written
         output = Progress(self.verbose and self.parallel.is_root,
                           _find_tqdm(self.progress, self.verbose))
         self.callbacks = [LearningRate(self.schedule), NonFiniteGuard(),
                           EarlyStopping(self.monitor, self.patience), output]
         if self.checkpoint_name is not None:
             self.callbacks.append(Checkpoint(self.checkpoint_name, output))
-        load = (lambda: self._load_file(resume)) if resume is not None else None
-        self.parallel.from_root(load, self._export, self._import, self.model,
-                                f"load checkpoint {str(resume)!r}" if resume is not None
-                                else "share its training state")
+        if resume is not None:
+            self.load_checkpoint(resume)
+        else:  # every process starts from the first one's state
+            self.parallel.from_root(None, self._export, self._import, self.model,
+                                    "share its training state")
 
     # CS231n attribute names for the history lists (the same list objects).
     @property
@@ -190,7 +192,8 @@ class Solver:
         put the best epoch's parameters (and buffers) into the model."""
         loop.train(self)
 
-    def check_accuracy(self, X, y, num_samples=None, batch_size=None) -> float:
+    def check_accuracy(self, X, y, num_samples: int | None = None,
+                       batch_size: int | None = None) -> float:
         """Fraction of rows of ``X`` (N, ...) whose argmax score equals ``y`` (N,).
 
         With ``num_samples`` < N, a subsample drawn without replacement. Runs the model in
@@ -204,7 +207,7 @@ class Solver:
                           num_samples=num_samples, rng=self.state.eval_rng)
         return acc
 
-    def plot(self, path=None):
+    def plot(self, path: str | PathLike | None = None):
         """Draw loss per iteration, train/val accuracy and learning rate per epoch; save the
         figure to ``path`` (e.g. "curves.png") if given. Returns the matplotlib Figure
         (``None`` on ranks other than 0 of a data-parallel run, which draw nothing)."""
@@ -213,7 +216,7 @@ class Solver:
         return plot_history(self.history, self.iterations_per_epoch, path)
 
     # --- checkpoints ------------------------------------------------------------------------
-    def save_checkpoint(self, path) -> Path:
+    def save_checkpoint(self, path: str | PathLike) -> Path:
         """Write the full training state to ``path`` (.npz, atomically); returns the path.
 
         Holds parameters, buffers, optimizer state, best parameters, counters, history and
@@ -222,7 +225,7 @@ class Solver:
         arrays, meta = self.state.to_arrays(self.model, self._settings())
         return save_npz_atomic(path, arrays, meta)
 
-    def load_checkpoint(self, path) -> None:
+    def load_checkpoint(self, path: str | PathLike) -> None:
         """Restore the training state saved by :meth:`save_checkpoint` (from any backend)
         onto the backend of ``model.params``; training continues at the next epoch. A
         checkpoint that does not fit changes nothing.

@@ -84,8 +84,9 @@ class TrainingState:
                 cfg = optim.with_defaults(rule_name, cfg)  # checks the keys early
             configs[p] = cfg
             base_lr[p] = cfg.get("learning_rate")
-        seeds = np.random.SeedSequence(seed).spawn(2)
-        return cls(configs, base_lr, *(np.random.Generator(np.random.PCG64(s)) for s in seeds))
+        batches, evaluation = (np.random.Generator(np.random.PCG64(s))
+                               for s in np.random.SeedSequence(seed).spawn(2))
+        return cls(configs, base_lr, batches, evaluation)
 
     def learning_rate(self):
         """The learning rate in use (of the first parameter; None if the rule has none)."""
@@ -116,7 +117,8 @@ class TrainingState:
         arrays.update({f"buffer/{k}": b for k, b in buffers.items()})
         arrays.update({f"best_param/{k}": w for k, w in self.best_params.items()})
         arrays.update({f"best_buffer/{k}": b for k, b in self.best_buffers.items()})
-        optim_scalars, optim_arrays = {}, {}
+        optim_scalars: dict[str, dict] = {}
+        optim_arrays: dict[str, list] = {}
         for p, cfg in self.optim_configs.items():
             optim_scalars[p], optim_arrays[p] = {}, []
             for key, value in cfg.items():
@@ -258,6 +260,8 @@ def _check_meta(meta: dict, settings: dict, names: list, buffer_names: list, whe
                              f"{sorted(names)}")
     if not (isinstance(meta["base_lr"], Mapping) and sorted(meta["base_lr"]) == sorted(names)):
         raise ValueError(f"{where}: base_lr must hold a learning rate per parameter")
+    for p, lr in meta["base_lr"].items():
+        real(f"base_lr[{p!r}]", lr, allow_none=True, fn=where)
 
 
 def _same_names(saved, names: list) -> bool:
