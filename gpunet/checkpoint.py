@@ -19,7 +19,7 @@ import numpy as np
 
 from .backend import to_numpy
 
-__all__ = ["FORMAT", "META_KEY", "VERSION", "load_npz", "save_npz_atomic"]
+__all__ = ["FORMAT", "META_KEY", "VERSION", "from_json", "load_npz", "save_npz_atomic", "to_json"]
 
 FORMAT = "gpunet-checkpoint"
 VERSION = 1
@@ -47,13 +47,25 @@ def _json_hook(d):
     return d
 
 
+def to_json(obj) -> str:
+    """JSON text of ``obj`` (JSON data; NumPy arrays and scalars inside, e.g. a bit-generator
+    state, are allowed): the checkpoint metadata's encoding, also used to send such data
+    between processes."""
+    return json.dumps(obj, default=_json_default)
+
+
+def from_json(text: str):
+    """The data :func:`to_json` encoded (NumPy arrays restored with their dtype)."""
+    return json.loads(text, object_hook=_json_hook)
+
+
 def encode_meta(meta: dict) -> np.ndarray:
     """``meta`` as a 0-d unicode array holding its JSON text (loads without pickle)."""
-    return np.array(json.dumps(meta, default=_json_default))
+    return np.array(to_json(meta))
 
 
 def decode_meta(arr: np.ndarray) -> dict:
-    return json.loads(str(arr[()]), object_hook=_json_hook)
+    return from_json(str(arr[()]))
 
 
 def save_npz_atomic(path, arrays: dict, meta: dict | None = None) -> Path:

@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 
 import gpunet
-from gpunet import optim, solver as solver_mod
+from gpunet import optim
 from gpunet.backend import backend_of, get_array_module
 from gpunet.backend.namespace import arange, from_host
 from gpunet.checkpoint import load_npz
 from gpunet.solver import NonFiniteLossError, Solver
+from gpunet.training import device  # does the read-backs
 
 D, H, C = 6, 10, 3
 
@@ -374,13 +375,13 @@ def test_device_resident_data_gives_the_same_result(backend):
 def test_no_host_sync_per_step(monkeypatch):
     """The loss is read back at print_every and epoch ends only, not once per step."""
     calls = []
-    real = solver_mod.to_numpy
+    real = device.to_numpy
 
     def counting(x, *a, **k):
         calls.append(getattr(x, "shape", None))
         return real(x, *a, **k)
 
-    monkeypatch.setattr(solver_mod, "to_numpy", counting)
+    monkeypatch.setattr(device, "to_numpy", counting)
     with gpunet.use_backend("strict"):  # strict also raises on any float()/bool() of the loss
         s = Solver(TinyNet(), make_data(n_train=80), **quiet(batch_size=8, num_epochs=2,
                                                               print_every=1000))

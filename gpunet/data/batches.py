@@ -1,8 +1,9 @@
-"""Minibatches moved to the current backend: one host-to-device copy per batch.
+"""Minibatches placed on a device: one host-to-device copy per batch.
 
-The data stays on the host (NumPy); each batch is gathered there (a view when the
-order is sequential) and handed to :func:`gpunet.asarray` once, so a CuPy run copies
-only the rows it trains on. Data already on a device is sliced there instead.
+:func:`rows` is the one row-gathering helper (``BatchIterator``, the Solver's steps and its
+evaluation use it): rows are sliced or gathered where the data lives (a view for a
+sequential slice of host data), then moved once onto the target backend and device, so a
+CuPy run copies only the rows it trains on.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from numbers import Integral
 import numpy as np
 
 from ..backend import asarray, backend_of
-from ..backend.namespace import from_host, get_array_module
+from ..backend.namespace import from_host, get_array_module, to_numpy
+
+__all__ = ["BatchIterator", "iterate_minibatches", "rows"]
 
 
 class BatchIterator:
@@ -58,20 +61,25 @@ class BatchIterator:
         stop = len(self) * self.batch_size
         for start in range(0, min(stop, self.n), self.batch_size):
             end = min(start + self.batch_size, self.n)
-            idx = None if order is None else order[start:end]
-            Xb = asarray(_rows(self.X, start, end, idx), self.dtype)
-            yb = None if self.y is None else asarray(_rows(self.y, start, end, idx))
+            index = slice(start, end) if order is None else order[start:end]
+            Xb = rows(self.X, index, dtype=self.dtype)
+            yb = None if self.y is None else rows(self.y, index)
             yield Xb, yb
 
 
-def _rows(a, start, end, idx):
-    """Rows ``start:end`` of ``a`` (a view), or rows ``idx`` (gathered where ``a`` lives)."""
-    if idx is None:
-        return a[start:end]
-    if backend_of(a) == "numpy":
-        return a[idx]
-    xp = get_array_module(a)  # device data: gather on the device, no host round trip
-    return xp.take(a, from_host(idx, like=a), axis=0)
+def rows(a, index: slice | np.ndarray, like=None, dtype=None):
+    """Rows ``index`` (a slice, or a host integer array) of ``a`` (N, ...), a host or device
+    array, placed next to ``like`` (its backend and device) or, without ``like``, on the
+    current backend as ``dtype``. Gathered where ``a`` lives; at most one transfer."""
+    if isinstance(index, slice) or backend_of(a) == "numpy":
+        part = a[index, ...]
+    else:  # device data: gather on the device, no host round trip
+        part = get_array_module(a).take(a, from_host(index, like=a), axis=0)
+    if like is None:
+        return asarray(part, dtype)
+    if backend_of(part) == backend_of(like):
+        return part
+    return from_host(np.ascontiguousarray(to_numpy(part)), like)
 
 
 def iterate_minibatches(X, y=None, batch_size: int = 64, *, shuffle: bool = False, seed=None,

@@ -61,12 +61,12 @@ class Communicator:
         state, are allowed) on every rank, through two buffer broadcasts (length, then
         UTF-8 bytes): no pickle. Other ranks' ``obj`` is ignored. Works on any object with
         ``rank``, ``size`` and ``bcast``: ``Communicator.bcast_json(comm, obj)``."""
-        from ..checkpoint import decode_meta, encode_meta
+        from ..checkpoint import from_json, to_json
 
         if self.size == 1:
             return obj
         if self.rank == root:
-            text = str(encode_meta({"obj": obj})[()])
+            text = to_json(obj)
             data = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
             length = np.array([data.size], dtype=np.int64)
         else:
@@ -75,7 +75,7 @@ class Communicator:
         if self.rank != root:
             data = np.empty(int(length[0]), dtype=np.uint8)
         (data,) = self.bcast([data], root=root)
-        return decode_meta(np.array(bytes(data).decode("utf-8")))["obj"]
+        return from_json(bytes(data).decode("utf-8"))
 
     def __repr__(self):
         return f"{type(self).__name__}(rank={self.rank}, size={self.size})"

@@ -20,6 +20,7 @@ import gpunet
 from gpunet import solver as solver_mod
 from gpunet.data import load_digits
 from gpunet.models import FullyConnectedNet
+from gpunet.training import solver as writer  # the module that writes checkpoints
 
 PER_RANK_BATCH = 16
 
@@ -105,21 +106,21 @@ def errors(out: Path, comm) -> dict:
         except Exception as exc:
             seen[case] = [type(exc).__name__, str(exc)]
 
-    real = solver_mod.save_npz_atomic
+    real = writer.save_npz_atomic
 
     def failing(path, arrays, meta=None):
         if "epoch_2" in str(path):
             raise OSError("disk full (injected)")
         return real(path, arrays, meta)
 
-    solver_mod.save_npz_atomic = failing
+    writer.save_npz_atomic = failing
     try:
         s = solver_mod.Solver(model("layernorm"), small, comm=comm,
                               **dict(settings("layernorm", 16), checkpoint_name=str(out / "e")))
         attempt("write", s.train)
         seen["write_epoch"] = s.epoch
     finally:
-        solver_mod.save_npz_atomic = real
+        writer.save_npz_atomic = real
     attempt("missing", lambda: solver_mod.Solver(model("layernorm"), small, comm=comm,
                                                  resume=out / "missing.npz",
                                                  **settings("layernorm", 16)))
@@ -141,20 +142,20 @@ def run(out: Path, job: str, comm) -> None:
         (out / f"errors.rank{r}.json").write_text(json.dumps(errors(out, comm)))
         return
     writes = []
-    real = solver_mod.save_npz_atomic
+    real = writer.save_npz_atomic
 
     def counting(path, arrays, meta=None):
         writes.append(Path(path).name)
         return real(path, arrays, meta)
 
-    solver_mod.save_npz_atomic = counting
+    writer.save_npz_atomic = counting
     try:
         # A different initialisation on every rank: rank 0's must reach them all.
         m = model(job, seed=100 + r)
         s = solver_mod.Solver(m, data(), comm=comm, **settings(job, PER_RANK_BATCH, out))
         s.train()
     finally:
-        solver_mod.save_npz_atomic = real
+        writer.save_npz_atomic = real
     arrays = {f"p/{k}": gpunet.to_numpy(v) for k, v in m.params.items()}
     arrays.update({f"b/{k}": gpunet.to_numpy(v) for k, v in m.get_buffers().items()})
     np.savez(out / f"{job}.rank{r}.npz", **arrays)

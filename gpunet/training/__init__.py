@@ -1,0 +1,14 @@
+"""Training: the :class:`Solver` and the parts it is built from.
+
+``solver`` (the Solver: keywords, public API), ``loop`` (epochs and steps), ``state``
+(everything a checkpoint holds, and its schema), ``evaluate`` (accuracy and validation
+loss in batches), ``callbacks`` (schedule, NaN guard, early stopping, progress,
+checkpoints, plot), ``parallel`` (the only part that knows about processes), ``device``
+(copies on the device and the read-backs).
+"""
+
+from .callbacks import NonFiniteLossError
+from .solver import Solver
+from .state import TrainingState
+
+__all__ = ["NonFiniteLossError", "Solver", "TrainingState"]
