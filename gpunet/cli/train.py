@@ -1,5 +1,4 @@
-"""The ``gpunet`` command: ``gpunet train`` (a model on a dataset, GPU when there is one)
-and ``gpunet info`` (versions, BLAS, CUDA)."""
+"""``gpunet train``: a model on a dataset (GPU when there is one), ending with its test accuracy."""
 
 from __future__ import annotations
 
@@ -42,9 +41,8 @@ def _keep_prob(text):
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gpunet", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,info}")
+def add_parser(sub) -> argparse.ArgumentParser:
+    """Register ``gpunet train`` on the subparsers ``sub``."""
 
     t = sub.add_parser("train", help="train a model and report its test accuracy",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -82,13 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "`mpiexec -n 4 python -m mpi4py -m gpunet train --distributed`; --batch-size is "
                    "then per process and only rank 0 prints and writes files")
 
-    sub.add_parser("info", help="versions, the BLAS NumPy uses, and whether CuPy can use a GPU")
-    t.set_defaults(train_parser=t)  # errors of `gpunet train` print its usage
-    return parser
+    t.set_defaults(run=run, parser=t)  # errors of `gpunet train` print its usage
+    return t
 
 
 def _build_model(args, ds, parser):
-    from . import models
+    from .. import models
 
     weight_scale = "he"
     if args.model == "logistic":
@@ -110,11 +107,13 @@ def _build_model(args, ds, parser):
                                     reg=args.reg, weight_scale=weight_scale, dtype=args.dtype, seed=args.seed)
 
 
-def train(args, parser) -> int:
-    from . import data, use_backend
-    from .backend import BackendUnavailableError
-    from .backend.info import device_summary
-    from .solver import Solver
+def run(args) -> int:
+    """Train as ``args`` say; print the test accuracy (rank 0)."""
+    parser = args.parser
+    from .. import data, use_backend
+    from ..backend import BackendUnavailableError
+    from ..backend.info import device_summary
+    from ..solver import Solver
 
     comm = _distributed_comm(parser) if args.distributed else None
     root = comm is None or comm.rank == 0
@@ -124,7 +123,7 @@ def train(args, parser) -> int:
     except BackendUnavailableError as exc:
         parser.error(str(exc))
     if comm is not None and backend == "cupy":
-        from .distributed import use_local_device
+        from ..distributed import use_local_device
 
         use_local_device(comm)  # one GPU per process on each machine
     say(f"backend: {backend} on {device_summary(backend)}")
@@ -173,28 +172,9 @@ def train(args, parser) -> int:
 
 def _distributed_comm(parser):
     """The MPI communicator of ``--distributed`` (an argparse error if mpi4py is missing)."""
-    from .distributed import get_comm
+    from ..distributed import get_comm
 
     try:
         return get_comm("mpi")
     except ImportError as exc:
         parser.error(f"--distributed: {exc}")
-
-
-def info() -> int:
-    from .backend.info import report
-
-    print("\n".join(report()))
-    return 0
-
-
-def main(argv=None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command == "info":
-        return info()
-    return train(args, args.train_parser)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
