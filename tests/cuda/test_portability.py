@@ -25,7 +25,7 @@ NOT_GENERIC = {
     "gpunet/backend/strict.py": "configures array_api_strict",
     "gpunet/data/": "data loading: reads files into host arrays",
     "gpunet/data.py": "data loading: reads files into host arrays",
-    "gpunet/cli.py": "the command line",
+    "gpunet/cli/": "the command line",
     "gpunet/__main__.py": "the command line",
 }
 
