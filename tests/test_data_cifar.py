@@ -410,3 +410,17 @@ def test_source_lists_the_files_read(tmp_path):
     assert source.how == "path" and source.directory == tmp_path / "cifar-10-batches-py"
     assert list(source.files)[-1] == "batches.meta" and len(source.files) == 7
     assert str(source).startswith(f"{tmp_path / 'cifar-10-batches-py'} (the path argument: data_batch_1, ")
+
+
+def test_a_loaded_array_is_freed_when_dropped_without_the_garbage_collector():
+    # no reference cycle (unpickler -> memo -> stand-ins -> unpickler) may keep a batch alive
+    import gc
+    import weakref
+
+    blob = pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 1]}, protocol=2)
+    gc.disable()
+    try:
+        ref = weakref.ref(safe_load_pickle(blob)[b"data"])
+        assert ref() is None
+    finally:
+        gc.enable()

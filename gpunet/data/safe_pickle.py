@@ -123,18 +123,37 @@ def _unreadable(exc: Exception) -> DataFormatError:
 # --- what the allowed globals resolve to ----------------------------------------------------
 
 
+class _Budget:
+    """Bytes the allowed globals may still build from one pickle. (The stand-ins hold
+    this, not the unpickler, whose memo holds them: no reference cycle keeps a load's
+    memory alive until the garbage collector runs.)"""
+
+    __slots__ = ("left",)
+
+    def __init__(self, nbytes: int):
+        self.left = nbytes
+
+    def spend(self, nbytes: int) -> None:
+        self.left -= nbytes
+        if self.left < 0:
+            raise UnsafePickleError(
+                "the pickle builds more data than twice its own size (it reuses its contents "
+                "to multiply them); a CIFAR batch never does"
+            )
+
+
 class _Global:
-    """An allowed global as the unpickler hands it out: calls ``fn(unpickler, *args)``;
+    """An allowed global as the unpickler hands it out: calls ``fn(budget, *args)``;
     ``BUILD`` on it is refused, so a pickle cannot change gpunet's functions (e.g. their
     ``__defaults__``) or anything else."""
 
-    __slots__ = ("fn", "name", "unpickler")
+    __slots__ = ("budget", "fn", "name")
 
-    def __init__(self, name, fn, unpickler):
-        self.name, self.fn, self.unpickler = name, fn, unpickler
+    def __init__(self, name, fn, budget):
+        self.name, self.fn, self.budget = name, fn, budget
 
     def __call__(self, *args):
-        return self.fn(self.unpickler, *args)
+        return self.fn(self.budget, *args)
 
     def __setstate__(self, state):
         raise UnsafePickleError(f"the pickle tries to change the global {self.name} (BUILD)")
@@ -168,10 +187,10 @@ class _Array:
     """Stands for a NumPy array while unpickling; gets its contents from ``BUILD`` (or
     :func:`_frombuffer`) exactly once, after its dtype and size are checked."""
 
-    __slots__ = ("array", "unpickler")
+    __slots__ = ("array", "budget")
 
-    def __init__(self, unpickler, array=None):
-        self.unpickler, self.array = unpickler, array
+    def __init__(self, budget, array=None):
+        self.budget, self.array = budget, array
 
     def __setstate__(self, state):
         # ndarray.__reduce__ writes (version 1, shape, dtype, is_fortran, raw bytes).
@@ -183,12 +202,12 @@ class _Array:
             )
         _, shape, dtype, fortran, raw = state
         if isinstance(raw, str):  # Python 2 str decoded with encoding="latin1"
-            self.unpickler.spend(len(raw))
+            self.budget.spend(len(raw))
             raw = raw.encode("latin1")
-        self.array = _build_array(self.unpickler, raw, dtype, shape, "F" if fortran else "C")
+        self.array = _build_array(self.budget, raw, dtype, shape, "F" if fortran else "C")
 
 
-def _build_array(unpickler, raw, dtype, shape, order) -> np.ndarray:
+def _build_array(budget, raw, dtype, shape, order) -> np.ndarray:
     """A new array of ``shape`` from the bytes ``raw``, after every check."""
     if not isinstance(dtype, _DType):
         raise UnsafePickleError(f"an array's dtype must be a numpy.dtype, found {describe(dtype)}")
@@ -213,16 +232,16 @@ def _build_array(unpickler, raw, dtype, shape, order) -> np.ndarray:
             f"an array of shape {shape} and dtype {dtype.dtype} needs {nbytes} bytes of data, "
             f"the pickle gives {len(raw)}"
         )
-    unpickler.spend(nbytes)
+    budget.spend(nbytes)
     array = np.frombuffer(raw, dtype=dtype.dtype).reshape(shape, order=order)
     return array.astype(dtype.dtype.newbyteorder("="), order="K")  # a copy, as NumPy's own
 
 
-def _ndarray(unpickler, *args):
+def _ndarray(budget, *args):
     raise UnsafePickleError("the pickle calls numpy.ndarray; only _reconstruct may use it")
 
 
-def _reconstruct(unpickler, subtype, shape, typecode):
+def _reconstruct(budget, subtype, shape, typecode):
     """``numpy.core.multiarray._reconstruct`` as ndarray.__reduce__ calls it: an empty
     placeholder that BUILD then fills; allocates nothing."""
     if not (isinstance(subtype, _Global) and subtype.fn is _ndarray) or shape != (0,) \
@@ -231,10 +250,10 @@ def _reconstruct(unpickler, subtype, shape, typecode):
             "the pickle calls _reconstruct with other arguments than NumPy writes "
             "(numpy.ndarray, (0,), b'b'); refusing to allocate"
         )
-    return _Array(unpickler)
+    return _Array(budget)
 
 
-def _dtype(unpickler, spec, align=False, copy=True):
+def _dtype(budget, spec, align=False, copy=True):
     """``numpy.dtype(spec, align, copy)`` for the integer dtypes of :data:`ARRAY_DTYPES`."""
     if isinstance(spec, bytes):
         spec = spec.decode("latin1")
@@ -247,26 +266,26 @@ def _dtype(unpickler, spec, align=False, copy=True):
     return _DType(np.dtype(spec))
 
 
-def _frombuffer(unpickler, buf, dtype, shape, order):
+def _frombuffer(budget, buf, dtype, shape, order):
     """``numpy.core.numeric._frombuffer`` (protocol 5 arrays), checked like BUILD."""
-    return _Array(unpickler, _build_array(unpickler, buf, dtype, shape, order))
+    return _Array(budget, _build_array(budget, buf, dtype, shape, order))
 
 
-def _empty_bytes(unpickler, *args):
+def _empty_bytes(budget, *args):
     """``bytes()`` as Python 3 writes an empty ``bytes`` in protocol 0-2 pickles."""
     if args:
         raise UnsafePickleError("the pickle calls bytes() with arguments; only bytes() is allowed")
     return b""
 
 
-def _latin1_encode(unpickler, text, encoding="latin1"):
+def _latin1_encode(budget, text, encoding="latin1"):
     """``_codecs.encode`` as Python 3 writes ``bytes`` in protocol 0-2 pickles: latin-1 only."""
     if encoding not in ("latin1", "latin-1") or not isinstance(text, str):
         raise UnsafePickleError(
             f"the pickle calls _codecs.encode with {describe(text)} and encoding "
             f"{describe(encoding)}; only a str in latin1 is allowed"
         )
-    unpickler.spend(len(text))
+    budget.spend(len(text))
     return text.encode("latin1")
 
 
@@ -296,7 +315,7 @@ class RestrictedUnpickler(pickle.Unpickler):
 
     def __init__(self, file, *, encoding: str = "bytes", budget: int = MAX_PICKLE_BYTES):
         super().__init__(file, encoding=encoding)
-        self.budget = budget
+        self.budget = _Budget(budget)
 
     def find_class(self, module, name):
         fn = ALLOWED_GLOBALS.get((module, name))
@@ -307,22 +326,13 @@ class RestrictedUnpickler(pickle.Unpickler):
                 "nothing from it was run. A genuine CIFAR batch never needs this: the file is "
                 "not one, and may be malicious"
             )
-        return _Global(f"{module}.{name}", fn, self)
+        return _Global(f"{module}.{name}", fn, self.budget)
 
     def load(self):
         return _plain(super().load())
 
     def persistent_load(self, pid):
         raise UnsafePickleError("persistent ids are not allowed in the pickle")
-
-    def spend(self, nbytes: int) -> None:
-        """Charge ``nbytes`` built from the file against the budget."""
-        self.budget -= nbytes
-        if self.budget < 0:
-            raise UnsafePickleError(
-                "the pickle builds more data than twice its own size (it reuses its contents "
-                "to multiply them); a CIFAR batch never does"
-            )
 
 
 _SCALARS = (str, bytes, int, float, bool, type(None))
@@ -378,7 +388,10 @@ def _plain(root: object) -> object:
         done[key] = out, height
         return done[key]
 
-    return visit(root, 0)[0]
+    try:
+        return visit(root, 0)[0]
+    finally:
+        done.clear()  # visit refers to itself: free what it holds without waiting for gc
 
 
 def _read(source) -> bytes:
