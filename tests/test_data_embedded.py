@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import gpunet
+from gpunet._validate import ArgumentError
 from gpunet.data import load_breast_cancer, load_dataset, load_digits
 from gpunet.data.embedded import BREAST_CANCER_FILE, DIGITS_FILE, FILES
 
@@ -124,3 +125,32 @@ def test_solver_data_feeds_a_linear_model():
     Av = np.column_stack([data["X_val"], np.ones(len(data["X_val"]))])
     assert np.mean(np.argmax(Av @ W, axis=1) == data["y_val"]) > 0.9
     assert gpunet.to_numpy(gpunet.asarray(data["X_train"])).dtype == np.float32
+
+
+def test_unknown_keywords_name_the_argument_and_the_accepted_ones():
+    with pytest.raises(ArgumentError) as err:
+        load_dataset("digits", shuffle=True)
+    text = str(err.value)
+    assert "load_dataset('digits'): unknown argument(s) 'shuffle'" in text
+    assert "accepted: val, test, seed, stratify, normalize, flatten" in text
+    assert "BatchIterator(..., shuffle=True)" in text
+    with pytest.raises(ArgumentError, match=r"unknown argument\(s\) 'test', 'batch_size'; accepted: val, seed,"):
+        load_dataset("mnist", test=0.1, batch_size=3)  # the official test set: no `test`
+    with pytest.raises(ArgumentError, match="name must be a str"):
+        load_dataset(None)
+
+
+def test_split_options_of_the_shipped_datasets_are_checked():
+    with pytest.raises(ArgumentError, match="leave 1 of 1797 samples for training; at least 10"):
+        load_digits(val=0.5, test=0.5)
+    with pytest.raises(ArgumentError, match="load_breast_cancer: seed must be None, an int >= 0"):
+        load_dataset("breast-cancer", seed=-1)
+    ds = load_digits(val=np.float64(0.2), test=np.int32(100), seed=np.int64(1))
+    assert (len(ds.y_val), len(ds.y_test)) == (round(0.2 * 1797), 100)
+
+
+def test_shipped_datasets_say_where_they_came_from():
+    for loader, name in ((load_digits, "digits.csv.gz"), (load_breast_cancer, "breast_cancer.csv")):
+        source = loader().source
+        assert source.how == "package" and source.directory == FILES
+        assert str(source) == f"{FILES} (shipped with gpunet: {name})"

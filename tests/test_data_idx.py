@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import gpunet.data.mnist as mnist
+from gpunet._validate import ArgumentError
 from gpunet.data import (
     DatasetNotFoundError,
     IDXFormatError,
@@ -148,14 +149,16 @@ def test_path_may_be_the_parent_and_dotted_names_work(tmp_path):
     ds = load_fashion_mnist(tmp_path, val=0)
     assert len(ds.X_val) == 0 and len(ds.X_train) == 40
     assert ds.classes[0] == "T-shirt/top" and ds.classes[9] == "Ankle boot"
-    assert ds.source == str(tmp_path / "fashion-mnist")
+    assert ds.source.how == "path" and ds.source.directory == tmp_path / "fashion-mnist"
+    assert sorted(p.name for p in ds.source.files.values()) == sorted(dotted)
 
 
 def test_gpunet_data_env_var(tmp_path, monkeypatch):
     fake_mnist(tmp_path / "fashion-mnist")
     fake_mnist(tmp_path / "mnist", n_train=30)
     monkeypatch.setenv("GPUNET_DATA", str(tmp_path))
-    assert load_fashion_mnist(val=0).source == str(tmp_path / "fashion-mnist")
+    source = load_fashion_mnist(val=0).source
+    assert source.how == "env" and source.directory == tmp_path / "fashion-mnist"
     assert len(load_dataset("mnist", val=0).X_train) == 30
     fake_mnist(tmp_path / "flat", n_train=50)  # files straight in $GPUNET_DATA
     monkeypatch.setenv("GPUNET_DATA", str(tmp_path / "flat"))
@@ -235,7 +238,7 @@ def _reference_idx(path, header):
 def test_real_fashion_mnist(monkeypatch):
     monkeypatch.delenv("GPUNET_DATA", raising=False)
     ds = load_fashion_mnist()
-    assert ds.source == str(SYSTEM)
+    assert ds.source.how == "system" and ds.source.directory == SYSTEM
     assert (len(ds.X_train) + len(ds.X_val), len(ds.X_val), len(ds.X_test)) == (60000, 6000, 10000)
     assert ds.sample_shape == (1, 28, 28) and ds.num_classes == 10
     assert ds.X_train.dtype == np.float32 and ds.y_test.dtype == np.int64
@@ -248,3 +251,102 @@ def test_real_fashion_mnist(monkeypatch):
     # the well-known pixel statistics of the Fashion-MNIST training set
     assert ds.mean[0] == pytest.approx(0.2860, abs=2e-3)
     assert ds.std[0] == pytest.approx(0.3530, abs=2e-3)
+
+
+# --- bounded reading and argument checks (issue 10, items 2 and 14) ----------------------
+
+
+@pytest.mark.parametrize(
+    "blob,messages",
+    [
+        (b"\x00\x00\x08\x41" + b"\x00\x00\x00\x01" * 65, ["declares 65 dimensions; expected 1 to 64"]),
+        (b"\x00\x00\x08\x03" + struct.pack(">3I", 0, 2**32 - 1, 2**32 - 1), ["more than the limit"]),
+        (b"\x00\x00\x0e\x01" + struct.pack(">I", 2**28), ["size mismatch (truncated)"]),
+    ],
+)
+def test_headers_numpy_cannot_hold_are_format_errors(tmp_path, blob, messages):
+    with pytest.raises(IDXFormatError) as err:
+        read_idx(write(tmp_path / "x-idx", blob))
+    for m in messages:
+        assert m in str(err.value)
+
+
+def test_a_header_over_max_bytes_is_refused_before_reading(tmp_path):
+    a = np.arange(24, dtype=np.int32)  # 96 bytes of data
+    for gz in (False, True):
+        path = write(tmp_path / f"a{gz}", idx_bytes(a), gz)
+        np.testing.assert_array_equal(read_idx(path, max_bytes=96), a)
+        with pytest.raises(IDXFormatError, match=r"\(96 bytes\), more than the limit of max_bytes=95"):
+            read_idx(path, max_bytes=95)
+    for bad in (-1, 1.5, True, "1"):
+        with pytest.raises(ArgumentError, match="max_bytes must be an int >= 0"):
+            read_idx(path, max_bytes=bad)
+    with pytest.raises(ArgumentError, match="path must be a path"):
+        read_idx(3)
+
+
+def test_gzip_data_beyond_the_header_is_refused_without_reading_it(tmp_path):
+    a = np.arange(12, dtype=np.uint8)
+    path = write(tmp_path / "more.gz", idx_bytes(a) + b"\x00" * 10**6, gz=True)
+    with pytest.raises(IDXFormatError, match=r"after gzip decompression\): size mismatch \(trailing bytes\)"):
+        read_idx(path)
+    # the CRC is checked at the end of the stream: a flipped data byte is caught
+    blob = bytearray(gzip.compress(idx_bytes(a), mtime=0))
+    blob[-8] ^= 1
+    with pytest.raises(IDXFormatError, match="does not decompress"):
+        read_idx(write(tmp_path / "crc.gz", bytes(blob)))
+
+
+def test_gpunet_data_that_does_not_exist_is_refused(tmp_path, monkeypatch):
+    # with a copy in the system location, a typo in GPUNET_DATA must not silently train on it
+    monkeypatch.setattr(mnist, "FASHION_MNIST_SYSTEM_DIR", str(tmp_path / "system"))
+    fake_mnist(tmp_path / "system")
+    for value, what in ((tmp_path / "typo", "not an existing directory"), (tmp_path / "file", "a file")):
+        (tmp_path / "file").write_text("x")
+        monkeypatch.setenv("GPUNET_DATA", str(value))
+        with pytest.raises(DatasetNotFoundError) as err:
+            load_fashion_mnist()
+        assert f"$GPUNET_DATA is set to '{value}', which is {what}" in str(err.value)
+        assert "unset GPUNET_DATA" in str(err.value)
+
+
+def test_gpunet_data_without_the_dataset_falls_through_and_says_so(tmp_path, monkeypatch):
+    monkeypatch.setattr(mnist, "FASHION_MNIST_SYSTEM_DIR", str(tmp_path / "system"))
+    fake_mnist(tmp_path / "system", gz=(True,) * 4)
+    (tmp_path / "mine").mkdir()
+    monkeypatch.setenv("GPUNET_DATA", str(tmp_path / "mine"))
+    source = load_fashion_mnist(val=0).source
+    assert source.how == "system" and source.directory == tmp_path / "system"
+    assert str(source) == (
+        f"{tmp_path / 'system'} (system location: train-images-idx3-ubyte.gz, "
+        "train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz); "
+        f"not found in $GPUNET_DATA={tmp_path / 'mine'}"
+    )
+    monkeypatch.delenv("GPUNET_DATA")
+    assert load_fashion_mnist(val=0).source.note == ""
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(val=float("nan")), "val must be a finite number"),
+        (dict(val=True), "val must be an int"),
+        (dict(seed=-1), "seed must be None, an int >= 0"),
+        (dict(seed="a"), "seed must be None"),
+        (dict(normalize="yes"), "normalize must be True or False"),
+        (dict(flatten=1), "flatten must be True or False"),
+    ],
+)
+def test_loader_arguments_are_checked_before_any_file_is_read(tmp_path, kwargs, message):
+    with pytest.raises(ArgumentError, match=f"load_mnist: {message}"):
+        load_mnist(tmp_path / "not-there", **kwargs)
+    with pytest.raises(ArgumentError, match="load_mnist: path must be a path"):
+        load_mnist(42)
+
+
+def test_numpy_scalars_work_as_loader_arguments(tmp_path):
+    fake_mnist(tmp_path)
+    ref = load_mnist(tmp_path, val=10, seed=3)
+    ds = load_mnist(tmp_path, val=np.int64(10), seed=np.int32(3), normalize=np.bool_(True))
+    np.testing.assert_array_equal(ds.y_val, ref.y_val)
+    np.testing.assert_array_equal(ds.X_train, ref.X_train)

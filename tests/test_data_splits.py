@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import gpunet
+from gpunet._validate import ArgumentError
 from gpunet.backend import backend_of
 from gpunet.data import (
     BatchIterator,
@@ -77,11 +78,11 @@ def test_split_of_a_count_is_unstratified():
 @pytest.mark.parametrize(
     "kw,match",
     [
-        (dict(val=0.6, test=0.5), "no training data"),
-        (dict(val=1.0), r"fraction must be in \[0, 1\)"),
-        (dict(val=-0.1), r"fraction must be in \[0, 1\)"),
-        (dict(test=100), "out of range"),
-        (dict(val="10%"), "fraction in"),
+        (dict(val=0.6, test=0.5), "leave 0 of 100 samples for training; at least 1 are needed"),
+        (dict(val=1.0), r"val must be a finite number in \[0.0, 1.0\), got 1.0; val is a fraction"),
+        (dict(val=-0.1), r"val must be a finite number in \[0.0, 1.0\)"),
+        (dict(test=100), r"test must be an int in \[0, 99\], got 100"),
+        (dict(val="10%"), "or an int count of them"),
     ],
 )
 def test_split_rejects_bad_sizes(kw, match):
@@ -284,3 +285,43 @@ def test_batch_iterator_rejects_bad_arguments():
 
 def test_dataset_is_exported():
     assert Dataset is gpunet.data.Dataset
+
+
+def test_a_split_must_leave_one_training_row_per_class(rng):
+    y = _labels([20] * 10, rng)  # 200 samples, 10 classes
+    with pytest.raises(ArgumentError) as err:
+        split_indices(y, val=0.5, test=0.48)  # 100 + 96: 4 training rows for 10 classes
+    assert ("leave 4 of 200 samples for training; at least 10 are needed (one per class)"
+            in str(err.value))
+    assert "together at most 190 samples" in str(err.value)
+    tr, _, _ = split_indices(y, val=100, test=90)  # exactly one per class is accepted
+    assert len(tr) == 10
+    with pytest.raises(ArgumentError, match="leave 0 of 5 samples for training; at least 1"):
+        split_indices(5, val=3, test=2)
+
+
+def test_numpy_scalars_are_accepted_and_mean_the_same(rng):
+    y = _labels([30, 20, 10], rng)
+    ref = split_indices(y, val=0.25, test=10, seed=3)
+    got = split_indices(y, val=np.float32(0.25), test=np.int64(10), seed=np.uint8(3),
+                        stratify=np.bool_(True))
+    for a, b in zip(ref, got):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize(
+    "kw,message",
+    [
+        (dict(val=True), "val must be an int in [0, 59], got True"),
+        (dict(val=np.bool_(False)), "val must be a finite number"),
+        (dict(test=float("nan")), "test must be a finite number in [0.0, 1.0), got nan"),
+        (dict(val=float("inf")), "val must be a finite number"),
+        (dict(seed=-1), "seed must be None, an int >= 0"),
+        (dict(seed=1.5), "seed must be None, an int >= 0"),
+        (dict(stratify="no"), "stratify must be True or False"),
+    ],
+)
+def test_bool_nan_and_bad_seeds_are_refused_with_the_arguments_name(kw, message, rng):
+    with pytest.raises(ArgumentError) as err:
+        split_indices(_labels([30, 30], rng), **kw)
+    assert str(err.value).startswith("split_indices: ") and message in str(err.value)

@@ -7,7 +7,10 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .splits import channel_stats, normalize, split_indices
+from .._validate import boolean
+from .._validate import seed as check_seed
+from .locate import DataSource
+from .splits import channel_stats, normalize, split_indices, split_size
 
 _SPLITS = ("X_train", "y_train", "X_val", "y_val", "X_test", "y_test")
 
@@ -19,7 +22,9 @@ class Dataset:
 
     ``mean``/``std`` (float32, shape (C,) of the unflattened sample) are the per-channel
     statistics of the training split that were applied to all three splits, or ``None``
-    when the data is not normalised. ``as_solver_data()`` gives the Solver's data dict.
+    when the data is not normalised. ``source`` says which files were read and how they
+    were found (``str(ds.source)`` is one line for a user; ``None`` for arrays made in
+    memory). ``as_solver_data()`` gives the Solver's data dict.
     """
 
     name: str
@@ -32,7 +37,7 @@ class Dataset:
     classes: tuple[str, ...]
     mean: np.ndarray | None = None
     std: np.ndarray | None = None
-    source: str = ""
+    source: DataSource | None = None
     info: dict = field(default_factory=dict)
 
     @property
@@ -91,7 +96,7 @@ class Dataset:
         norm = "normalised" if self.mean is not None else "not normalised"
         return (
             f"Dataset({self.name!r}, {shapes}, num_classes={self.num_classes}, {norm}"
-            + (f", source={self.source!r})" if self.source else ")")
+            + (f", source={str(self.source)!r})" if self.source else ")")
         )
 
 
@@ -110,7 +115,7 @@ def make_dataset(
     normalize=True,
     flatten=False,
     scale=None,
-    source: str = "",
+    source: DataSource | None = None,
     info: dict | None = None,
 ) -> Dataset:
     """Split ``X`` (N, ...) / ``y`` (N,) into train/val(/test) and wrap it in a Dataset.
@@ -154,6 +159,16 @@ def make_dataset(
     if flatten:
         ds = ds.flatten()
     return ds
+
+
+def check_options(fn: str, *, val, test=0.0, seed, stratify, normalize, flatten) -> None:
+    """Check the options every loader takes before it reads a file (the sizes against
+    the number of samples are checked again when splitting)."""
+    split_size("val", val, None, fn)
+    split_size("test", test, None, fn)
+    check_seed("seed", seed, fn=fn)
+    for name, flag in (("stratify", stratify), ("normalize", normalize), ("flatten", flatten)):
+        boolean(name, flag, fn=fn)
 
 
 def _to_float32(X, scale) -> np.ndarray:

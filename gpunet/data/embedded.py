@@ -10,8 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .dataset import Dataset, make_dataset
+from .dataset import Dataset, check_options, make_dataset
 from .errors import DataFormatError
+from .locate import DataSource
 
 FILES = Path(__file__).with_name("files")
 DIGITS_FILE = FILES / "digits.csv.gz"
@@ -73,11 +74,13 @@ def load_digits(*, val=0.1, test=0.2, seed=0, stratify=True, normalize=True, fla
     """UCI handwritten digits (1797 samples, 10 classes): ``X_*`` float32 (N, 1, 8, 8)
     scaled from 0..16 to [0, 1] (then standardised if ``normalize``), or (N, 64) with
     ``flatten``. ``val``/``test``: fractions or counts of the 1797, split with ``seed``."""
+    options = {"val": val, "test": test, "seed": seed, "stratify": stratify,
+               "normalize": normalize, "flatten": flatten}
+    check_options("load_digits", **options)
     X, y = _digits_raw()
     return make_dataset(
-        "digits", X, y, [str(d) for d in range(10)],
-        val=val, test=test, seed=seed, stratify=stratify, normalize=normalize,
-        flatten=flatten, scale=1 / 16, source=str(DIGITS_FILE),
+        "digits", X, y, [str(d) for d in range(10)], scale=1 / 16, **options,
+        source=DataSource("package", {"digits": DIGITS_FILE}),
         info={"license": "CC BY 4.0", "origin": "UCI ML Optical Recognition of Handwritten Digits"},
     )
 
@@ -86,11 +89,13 @@ def load_breast_cancer(*, val=0.1, test=0.2, seed=0, stratify=True, normalize=Tr
     """UCI breast cancer Wisconsin diagnostic (569 samples, 30 features): ``X_*`` float32
     (N, 30), per-feature standardised if ``normalize``; ``y`` 0 = malignant, 1 = benign.
     ``flatten`` is accepted for a uniform signature (the data is already flat)."""
+    options = {"val": val, "test": test, "seed": seed, "stratify": stratify,
+               "normalize": normalize, "flatten": flatten}
+    check_options("load_breast_cancer", **options)
     X, y, classes = _breast_cancer_raw()
     return make_dataset(
-        "breast-cancer", X, y, classes,
-        val=val, test=test, seed=seed, stratify=stratify, normalize=normalize,
-        flatten=flatten, source=str(BREAST_CANCER_FILE),
+        "breast-cancer", X, y, classes, **options,
+        source=DataSource("package", {"breast-cancer": BREAST_CANCER_FILE}),
         info={
             "license": "CC BY 4.0",
             "origin": "UCI ML Breast Cancer Wisconsin (Diagnostic)",

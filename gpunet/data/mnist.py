@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .dataset import Dataset, make_dataset
+from .dataset import Dataset, check_options, make_dataset
 from .errors import IDXFormatError
 from .idx import read_idx
 from .locate import ENV_VAR, locate
@@ -60,16 +60,17 @@ def _read_split(images_path, labels_path):
     return images[:, None, :, :], labels.astype(np.int64)
 
 
-def _load(title, classes, path, subdir, system_dirs, hint, env_root, val, seed, stratify,
-          normalize, flatten) -> Dataset:
-    directory, files = locate(title, path, subdir, REQUIRED, system_dirs, hint, env_root)
-    tr_img, tr_lab, te_img, te_lab = (files[label] for label in REQUIRED)
+def _load(fn, title, classes, path, subdir, system_dirs, hint, env_root, **options) -> Dataset:
+    """Locate, read and split one of the two datasets; ``options`` are the loader's
+    keywords (val, seed, stratify, normalize, flatten)."""
+    check_options(fn, **options)
+    source = locate(title, path, subdir, REQUIRED, system_dirs, hint, env_root, fn)
+    tr_img, tr_lab, te_img, te_lab = (source.files[label] for label in REQUIRED)
     X, y = _read_split(tr_img, tr_lab)
     X_test, y_test = _read_split(te_img, te_lab)
     return make_dataset(
-        subdir, X, y, classes, X_test=X_test, y_test=y_test,
-        val=val, seed=seed, stratify=stratify, normalize=normalize, flatten=flatten,
-        scale=1 / 255, source=str(directory),
+        subdir, X, y, classes, X_test=X_test, y_test=y_test, scale=1 / 255, source=source,
+        **options,
     )
 
 
@@ -86,9 +87,9 @@ def load_fashion_mnist(path=None, *, val=0.1, seed=0, stratify=True, normalize=T
         "t10k-labels-idx1-ubyte.gz (from the zalandoresearch/fashion-mnist repository) in a "
         f"directory DIR and call load_fashion_mnist(path=DIR) or set {ENV_VAR}=DIR"
     )
-    return _load("Fashion-MNIST", FASHION_MNIST_CLASSES, path, "fashion-mnist",
-                 [FASHION_MNIST_SYSTEM_DIR], hint, True, val, seed, stratify, normalize,
-                 flatten)
+    return _load("load_fashion_mnist", "Fashion-MNIST", FASHION_MNIST_CLASSES, path,
+                 "fashion-mnist", [FASHION_MNIST_SYSTEM_DIR], hint, True, val=val, seed=seed,
+                 stratify=stratify, normalize=normalize, flatten=flatten)
 
 
 def load_mnist(path=None, *, val=0.1, seed=0, stratify=True, normalize=True,
@@ -103,5 +104,5 @@ def load_mnist(path=None, *, val=0.1, seed=0, stratify=True, normalize=True,
         "no download is needed for load_fashion_mnist() after "
         "`sudo apt install dataset-fashion-mnist`"
     )
-    return _load("MNIST", MNIST_CLASSES, path, "mnist", [], hint, False, val, seed,
-                 stratify, normalize, flatten)
+    return _load("load_mnist", "MNIST", MNIST_CLASSES, path, "mnist", [], hint, False, val=val,
+                 seed=seed, stratify=stratify, normalize=normalize, flatten=flatten)

@@ -6,31 +6,28 @@ so nothing about val/test leaks into training.
 
 from __future__ import annotations
 
-from numbers import Integral, Real
+from numbers import Integral
 
 import numpy as np
 
+from .. import _validate
+from .._validate import ArgumentError, boolean, integer, real
 
-def _as_count(size, n: int, what: str) -> int:
-    """``size`` (a fraction in [0, 1) or a sample count) as a number of samples of ``n``."""
-    if isinstance(size, bool) or not isinstance(size, (Integral, Real)):
-        raise TypeError(
-            f"{what} must be a fraction in [0, 1) or a sample count, got {type(size).__name__} "
-            f"{size!r}; e.g. {what}=0.1 or {what}=1000"
-        )
-    if isinstance(size, Integral):
-        count = int(size)
-        if not 0 <= count < n:
-            raise ValueError(
-                f"{what}={count} samples is out of range for {n} samples; expected 0 <= {what} < {n}"
-            )
-        return count
-    frac = float(size)
-    if not 0.0 <= frac < 1.0:
-        raise ValueError(
-            f"{what}={frac} as a fraction must be in [0, 1); pass an int for a sample count"
-        )
-    return int(round(frac * n))
+
+def split_size(what: str, size, n: int | None, fn: str = "split_indices") -> int | None:
+    """``size`` (a fraction in [0, 1) or an int count of samples) as a count of ``n``
+    samples; with ``n=None`` only its type and range are checked (returns None)."""
+    try:
+        if isinstance(size, Integral):  # Python or NumPy int; bool is refused by integer()
+            count = integer(what, size, low=0, high=None if n is None else max(n - 1, 0), fn=fn)
+            return None if n is None else count
+        real(what, size, low=0.0, high=1.0, high_open=True, fn=fn)
+    except ArgumentError as exc:
+        raise ArgumentError(
+            f"{exc}; {what} is a fraction in [0, 1) of the samples or an int count of them, "
+            f"e.g. {what}=0.1 or {what}=100"
+        ) from None
+    return None if n is None else int(round(float(size) * n))
 
 
 def _allocate(counts: np.ndarray, total: int) -> np.ndarray:
@@ -53,25 +50,30 @@ def split_indices(y, *, val=0.1, test=0.0, seed=0, stratify=True):
     ``stratify`` each class is split in proportion to its size. Deterministic for a given
     ``seed`` (int or ``np.random.Generator``); each returned array is in shuffled order.
     """
+    seed = _validate.seed("seed", seed, fn="split_indices")
+    stratify = boolean("stratify", stratify, fn="split_indices")
     if isinstance(y, Integral):
-        n, labels, stratify = int(y), None, False
+        n, classes, stratify = integer("y", y, low=0, fn="split_indices"), (), False
     else:
         labels = np.asarray(y)
         if labels.ndim != 1:
-            raise ValueError(f"labels must be 1-D (N,), got shape {labels.shape}")
+            raise ArgumentError(f"split_indices: labels must be 1-D (N,), got shape {labels.shape}")
         n = labels.shape[0]
-    n_val, n_test = _as_count(val, n, "val"), _as_count(test, n, "test")
-    if n_val + n_test >= n:
-        raise ValueError(
-            f"val ({n_val}) + test ({n_test}) samples leave no training data out of {n}; "
-            "make val and test smaller"
+        classes, inverse = np.unique(labels, return_inverse=True)
+    n_val, n_test = split_size("val", val, n), split_size("test", test, n)
+    need = max(len(classes), 1)
+    if n - n_val - n_test < need:
+        raise ArgumentError(
+            f"split_indices: val={val!r} ({n_val} samples) and test={test!r} ({n_test}) leave "
+            f"{max(n - n_val - n_test, 0)} of {n} samples for training; at least {need} are "
+            f"needed ({'one per class' if len(classes) else 'one'}); make val and test "
+            f"smaller, together at most {n - need} samples"
         )
     rng = np.random.default_rng(seed)
     if not stratify:
         perm = rng.permutation(n)
         return perm[n_test + n_val :], perm[n_test : n_test + n_val], perm[:n_test]
 
-    classes, inverse = np.unique(labels, return_inverse=True)
     counts = np.bincount(inverse, minlength=len(classes))
     test_k = _allocate(counts, n_test)
     val_k = _allocate(counts - test_k, n_val)
