@@ -187,13 +187,14 @@ def shape(fn: str, name: str, a, expected: tuple, why: str = "") -> None:
         )
 
 
-def pair(fn: str, name: str, value: Any) -> tuple[int, int]:
-    """An int or a pair of ints (Python or NumPy) as ``(h, w)``."""
-    if _is_int(value):
-        return int(value), int(value)
-    if isinstance(value, (tuple, list)) and len(value) == 2 and all(map(_is_int, value)):
-        return int(value[0]), int(value[1])
-    raise ArgumentError(f"{fn}: {name} must be an int or a pair of ints (h, w), got {value!r}")
+def pair(fn: str, name: str, value: Any, *, low: int | None = None) -> tuple[int, int]:
+    """An int or a pair of ints (Python or NumPy; each >= ``low``) as ``(h, w)``."""
+    values = [value] * 2 if _is_int(value) else value
+    if (isinstance(values, (tuple, list)) and len(values) == 2 and all(map(_is_int, values))
+            and (low is None or min(values) >= low)):
+        return int(values[0]), int(values[1])
+    bound = "" if low is None else f" >= {low}"
+    raise ArgumentError(f"{fn}: {name} must be an int{bound} or a pair of such ints (h, w), got {value!r}")
 
 
 def keys(fn: str, param_name: str, param: Any, allowed: Collection,
