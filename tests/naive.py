@@ -17,7 +17,7 @@ def _patch(i, r, s, kh, kw, stride, dilation):
 
 def conv_forward(x, w, b, stride, pad, dilation=(1, 1)):
     (sh, sw), (ph, pw), (dh, dw) = stride, pad, dilation
-    n, c, h, wd = x.shape
+    n, _, h, wd = x.shape
     f, _, kh, kw = w.shape
     xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
     oh = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
@@ -33,7 +33,7 @@ def conv_forward(x, w, b, stride, pad, dilation=(1, 1)):
 
 def conv_backward(dout, x, w, stride, pad, dilation=(1, 1)):
     (ph, pw) = pad
-    n, c, h, wd = x.shape
+    n, _, h, wd = x.shape
     f, _, kh, kw = w.shape
     xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
     dxp, dw = np.zeros_like(xp), np.zeros_like(w)

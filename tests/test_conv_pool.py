@@ -59,22 +59,36 @@ def test_conv_matches_loops(geom, put, host):
     _check_conv(put, host, *geom)
 
 
+@st.composite
+def conv_geometries(draw):
+    """(n, c, f, h, w, kh, kw, sh, sw, ph, pw, dh, dw) of any convolution with an output:
+    the smallest input the dilated kernel fits (at least 1), plus up to 5."""
+    n, c, f = (draw(st.integers(1, 3)) for _ in range(3))
+    kh, kw = (draw(st.integers(1, 4)) for _ in range(2))
+    sh, sw, dh, dw = (draw(st.integers(1, 3)) for _ in range(4))
+    ph, pw = (draw(st.integers(0, 2)) for _ in range(2))
+    h = max(1, dh * (kh - 1) + 1 - 2 * ph) + draw(st.integers(0, 5))
+    w = max(1, dw * (kw - 1) + 1 - 2 * pw) + draw(st.integers(0, 5))
+    return n, c, f, h, w, kh, kw, sh, sw, ph, pw, dh, dw
+
+
 @FAST
-@given(n=st.integers(1, 3), c=st.integers(1, 3), f=st.integers(1, 3), kh=st.integers(1, 4), kw=st.integers(1, 4),
-       sh=st.integers(1, 3), sw=st.integers(1, 3), ph=st.integers(0, 2), pw=st.integers(0, 2),
-       dh=st.integers(1, 3), dw=st.integers(1, 3), extra_h=st.integers(0, 5), extra_w=st.integers(0, 5))
-def test_conv_matches_loops_for_any_geometry(put, host, n, c, f, kh, kw, sh, sw, ph, pw, dh, dw, extra_h, extra_w):
-    # the smallest input the dilated kernel fits (at least 1), plus any extra
-    h = max(1, dh * (kh - 1) + 1 - 2 * ph) + extra_h
-    w = max(1, dw * (kw - 1) + 1 - 2 * pw) + extra_w
-    _check_conv(put, host, n, c, f, h, w, kh, kw, sh, sw, ph, pw, dh, dw)
+@given(geom=conv_geometries())
+def test_conv_matches_loops_for_any_geometry(put, host, geom):
+    _check_conv(put, host, *geom)
+
+
+def _pool_input(n, c, h, w, ties, nans, rng):
+    """Normal values; small integers (many ties) with ``ties``; a quarter NaN with ``nans``."""
+    x = rng.integers(0, 3, (n, c, h, w)).astype(float) if ties else rng.standard_normal((n, c, h, w))
+    if nans:
+        x.reshape(-1)[rng.choice(x.size, size=max(1, x.size // 4), replace=False)] = np.nan
+    return x
 
 
 def _check_pool(put, host, kind, n, c, h, w, kh, kw, sh, sw, seed=0, ties=False, nans=False):
     rng = np.random.default_rng(seed)
-    x = rng.integers(0, 3, (n, c, h, w)).astype(float) if ties else rng.standard_normal((n, c, h, w))
-    if nans:
-        x.reshape(-1)[rng.choice(x.size, size=max(1, x.size // 4), replace=False)] = np.nan
+    x = _pool_input(n, c, h, w, ties, nans, rng)
     param = {"pool_height": kh, "pool_width": kw, "stride": (sh, sw)}
     forward, backward = {"max": (L.max_pool_forward, L.max_pool_backward),
                          "avg": (L.avg_pool_forward, L.avg_pool_backward)}[kind]
@@ -93,12 +107,22 @@ def test_pool_matches_loops(kind, geom, put, host):
     _check_pool(put, host, kind, 2, 2, max(h, k), 7, k, kw, s, 3 - s % 2)
 
 
+@st.composite
+def pool_cases(draw):
+    """(kind, n, c, h, w, kh, kw, sh, sw) of any max or average pooling, and (ties, nans)."""
+    kind = draw(st.sampled_from(["max", "avg"]))
+    n, c = draw(st.integers(1, 2)), draw(st.integers(1, 3))
+    kh, kw = (draw(st.integers(1, 4)) for _ in range(2))
+    sh, sw = (draw(st.integers(1, 3)) for _ in range(2))
+    h, w = kh + draw(st.integers(0, 6)), kw + draw(st.integers(0, 6))
+    return (kind, n, c, h, w, kh, kw, sh, sw), (draw(st.booleans()), draw(st.booleans()))
+
+
 @FAST
-@given(kind=st.sampled_from(["max", "avg"]), n=st.integers(1, 2), c=st.integers(1, 3), kh=st.integers(1, 4),
-       kw=st.integers(1, 4), sh=st.integers(1, 3), sw=st.integers(1, 3), extra_h=st.integers(0, 6),
-       extra_w=st.integers(0, 6), ties=st.booleans(), nans=st.booleans())
-def test_pool_matches_loops_for_any_geometry(put, host, kind, n, c, kh, kw, sh, sw, extra_h, extra_w, ties, nans):
-    _check_pool(put, host, kind, n, c, kh + extra_h, kw + extra_w, kh, kw, sh, sw, ties=ties, nans=nans)
+@given(case=pool_cases())
+def test_pool_matches_loops_for_any_geometry(put, host, case):
+    geom, (ties, nans) = case
+    _check_pool(put, host, *geom, ties=ties, nans=nans)
 
 
 def test_max_pool_ties_go_to_the_first_maximum(put, host):
@@ -194,13 +218,10 @@ def _torch():
 
 
 @FAST
-@given(n=st.integers(1, 3), c=st.integers(1, 3), f=st.integers(1, 3), kh=st.integers(1, 4), kw=st.integers(1, 4),
-       sh=st.integers(1, 3), sw=st.integers(1, 3), ph=st.integers(0, 2), pw=st.integers(0, 2),
-       dh=st.integers(1, 3), dw=st.integers(1, 3), extra_h=st.integers(0, 5), extra_w=st.integers(0, 5))
-def test_conv_matches_torch(put, host, n, c, f, kh, kw, sh, sw, ph, pw, dh, dw, extra_h, extra_w):
+@given(geom=conv_geometries())
+def test_conv_matches_torch(put, host, geom):
     torch = _torch()
-    h = max(1, dh * (kh - 1) + 1 - 2 * ph) + extra_h
-    w = max(1, dw * (kw - 1) + 1 - 2 * pw) + extra_w
+    n, c, f, h, w, kh, kw, sh, sw, ph, pw, dh, dw = geom
     x, wt, b, rng = _conv_case(n, c, f, h, w, kh, kw)
     tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, wt, b))
     tout = torch.nn.functional.conv2d(tx, tw, tb, stride=(sh, sw), padding=(ph, pw), dilation=(dh, dw))
@@ -213,16 +234,12 @@ def test_conv_matches_torch(put, host, n, c, f, kh, kw, sh, sw, ph, pw, dh, dw, 
 
 
 @FAST
-@given(kind=st.sampled_from(["max", "avg"]), n=st.integers(1, 2), c=st.integers(1, 3), kh=st.integers(1, 4),
-       kw=st.integers(1, 4), sh=st.integers(1, 3), sw=st.integers(1, 3), extra_h=st.integers(0, 6),
-       extra_w=st.integers(0, 6), ties=st.booleans(), nans=st.booleans())
-def test_pool_matches_torch(put, host, kind, n, c, kh, kw, sh, sw, extra_h, extra_w, ties, nans):
+@given(case=pool_cases())
+def test_pool_matches_torch(put, host, case):
     torch = _torch()
+    (kind, n, c, h, w, kh, kw, sh, sw), (ties, nans) = case
     rng = np.random.default_rng(0)
-    shape = (n, c, kh + extra_h, kw + extra_w)
-    x = rng.integers(0, 3, shape).astype(float) if ties else rng.standard_normal(shape)
-    if nans:
-        x.reshape(-1)[rng.choice(x.size, size=max(1, x.size // 4), replace=False)] = np.nan
+    x = _pool_input(n, c, h, w, ties, nans, rng)
     forward, backward, tpool = {"max": (L.max_pool_forward, L.max_pool_backward, torch.nn.functional.max_pool2d),
                                 "avg": (L.avg_pool_forward, L.avg_pool_backward, torch.nn.functional.avg_pool2d)}[kind]
     tx = torch.tensor(x, requires_grad=True)

@@ -253,13 +253,22 @@ class NumpyOps(Ops):
     def sigmoid(self, x: np.ndarray):
         if not _float(x):
             return super().sigmoid(x)
-        e = np.empty(x.shape, x.dtype)
-        np.abs(x, out=e)
-        np.negative(e, out=e)
-        np.exp(e, out=e)  # e = exp(-|x|) in (0, 1]
-        out = np.add(e, 1, out=np.empty(x.shape, x.dtype))
-        np.copyto(e, 1, where=np.greater_equal(x, 0))  # the numerator: 1 for x >= 0, e below
-        return np.divide(e, out, out=out)
+        it = _INT[x.dtype.itemsize]
+        sign = np.array(-(2 ** (8 * x.dtype.itemsize - 1)), it)  # the sign bit alone
+        out = np.empty(x.shape, x.dtype)
+        xf, of = x.reshape(-1), out.reshape(-1)
+        e = _scratch.get("sigmoid_e", min(BLOCK, xf.size), x.dtype)
+        step = _scratch.get("sigmoid_step", min(BLOCK, xf.size), x.dtype)
+        for a, z in _blocks(xf.size):  # temporaries in cache
+            xs, eb, sb, o = xf[a:z], e[: z - a], step[: z - a], of[a:z]
+            np.bitwise_or(xs.view(it), sign, out=eb.view(it))  # -|x|, by its sign bit
+            np.exp(eb, out=eb)  # e = exp(-|x|) in [0, 1]
+            np.add(eb, 1, out=o)
+            # the numerator where(x >= 0, 1, e), branch-free: max(e, 1.0 or 0.0), as 0 <= e <= 1
+            np.greater_equal(xs, 0, out=sb, casting="unsafe")
+            np.maximum(eb, sb, out=eb)
+            np.divide(eb, o, out=o)
+        return out
 
     def sigmoid_backward(self, dy: np.ndarray, y: np.ndarray):
         if not _float(dy, y) or dy.shape != y.shape:

@@ -282,6 +282,23 @@ def test_col2im_is_the_adjoint_of_im2col(cpu_ops, rng, x_shape, kernel, stride, 
     np.testing.assert_allclose(np.sum(cols * c), np.sum(x * back), rtol=1e-12)
 
 
+@CONV
+@pytest.mark.parametrize("budget", [None, 1])
+def test_the_convolution_layer_through_the_kernels(cpu_ops, rng, x_shape, kernel, stride, pad, dilation, budget):
+    """CupyOps.conv2d_forward/backward (generic code, im2col/col2im kernels; ``budget=1``:
+    one sample per chunk) against the generic NumPy code."""
+    geo = _geo(x_shape, kernel, stride, pad, dilation, f=3)
+    x, w, b = rng.standard_normal(x_shape), rng.standard_normal(geo.w_shape), rng.standard_normal(3)
+    dout = rng.standard_normal(geo.out_shape)
+    got, saved = cpu_ops.conv2d_forward(x, w, b, geo, budget)
+    want, want_saved = GENERIC.conv2d_forward(x, w, b, geo, budget)
+    grads = cpu_ops.conv2d_backward(dout, w, geo, saved, True, budget)
+    want_grads = GENERIC.conv2d_backward(dout, w, geo, want_saved, True, budget)
+    assert cpu_ops.runners["gpunet_im2col"].calls > 0 and cpu_ops.runners["gpunet_col2im"].calls > 0
+    for g, e in zip((got, *grads), (want, *want_grads)):
+        np.testing.assert_allclose(g, e, **TOL[np.dtype("float64")])
+
+
 def test_conv_kernels_on_an_empty_batch(cpu_ops):
     geo = _geo((0, 2, 5, 5), (3, 3), (1, 1), (1, 1), (1, 1))
     assert cpu_ops.im2col(np.zeros((0, 2, 5, 5)), geo).shape == (18, 0)
