@@ -49,8 +49,8 @@ def _reduce(xp, per_item, grad, reduction, count, dtype):
 
 
 def _class_inputs(fn: str, x, y):
-    """Check scores x (N, C) and labels y (N,); return xp, x to compute with (float32 for
-    float16), the one-hot labels in its dtype and a 0/1 validity of each label."""
+    """Check scores x (N, C) and labels y (N,); return xp, x's dtype, x to compute with
+    (float32 for float16), the one-hot labels in its dtype and a 0/1 validity of each label."""
     xp = _validate.float_inputs(fn, x=x)
     _validate.ndim(fn, "x", x, 2, "(N, C) of class scores")
     n, c = x.shape
@@ -69,11 +69,11 @@ def _class_inputs(fn: str, x, y):
         if lo < 0 or hi >= c:
             bad = int(y[(y < 0) | (y >= c)][0])
             raise ValueError(f"{fn}: labels must be in [0, {c}) for {c} classes, got {bad} (y ranges over [{lo}, {hi}])")
-    x = _widen(xp, x)
+    dtype, x = x.dtype, _widen(xp, x)
     classes = arange(c, like=x, dtype=y.dtype)
     onehot = xp.astype(xp.reshape(y, (n, 1)) == classes, x.dtype)  # all-zero row for a bad label
     valid = xp.sum(onehot, axis=1)  # 1.0 for a label in range, 0.0 otherwise
-    return xp, x, onehot, valid
+    return xp, dtype, x, onehot, valid
 
 
 def _poison(xp, valid, a):
@@ -87,8 +87,7 @@ def softmax_loss(x, y, reduction: str = "mean"):
     Returns loss and dx (N, C)."""
     fn = "softmax_loss"
     _reduction(fn, reduction)
-    dtype = x.dtype
-    xp, x, onehot, valid = _class_inputs(fn, x, y)
+    xp, dtype, x, onehot, valid = _class_inputs(fn, x, y)
     shifted = x - xp.max(x, axis=1, keepdims=True)
     log_z = xp.log(xp.sum(xp.exp(shifted), axis=1, keepdims=True))
     log_probs = shifted - log_z
@@ -104,8 +103,7 @@ def svm_loss(x, y, reduction: str = "mean"):
     Returns loss and dx (N, C); the gradient is 0 at a margin of exactly 0."""
     fn = "svm_loss"
     _reduction(fn, reduction)
-    dtype = x.dtype
-    xp, x, onehot, valid = _class_inputs(fn, x, y)
+    xp, dtype, x, onehot, valid = _class_inputs(fn, x, y)
     correct = xp.sum(x * onehot, axis=1, keepdims=True)
     margins = xp.where(onehot > 0, 0.0, xp.maximum(x - correct + 1.0, 0.0))
     per_sample = xp.sum(margins, axis=1)
@@ -117,15 +115,15 @@ def svm_loss(x, y, reduction: str = "mean"):
 
 
 def _pairwise(fn, x, y, x_name="x", y_name="y"):
-    """Check x and y of one shape and dtype; return xp and both to compute with (float32
-    for float16)."""
+    """Check x and y of one shape and dtype; return xp, that dtype and both to compute with
+    (float32 for float16)."""
     xp = _validate.float_inputs(fn, **{x_name: x, y_name: y})
     if tuple(x.shape) != tuple(y.shape):
         raise ValueError(
             f"{fn}: {y_name} must have the shape of {x_name} {tuple(x.shape)}, got {tuple(y.shape)}; "
             f"reshape one of them (e.g. {y_name}.reshape({x_name}.shape))"
         )
-    return xp, _widen(xp, x), _widen(xp, y)
+    return xp, x.dtype, _widen(xp, x), _widen(xp, y)
 
 
 def _unit_interval(fn: str, xp, *named):
@@ -155,8 +153,7 @@ def bce_loss(probs, y, reduction: str = "mean", individual_losses: bool = False)
     I2DL name) is ``reduction="none"``. Returns loss and dx (shape of probs)."""
     fn = "bce_loss"
     reduction = "none" if individual_losses else _reduction(fn, reduction)
-    dtype = probs.dtype
-    xp, p, t = _pairwise(fn, probs, y, "probs", "y")
+    xp, dtype, p, t = _pairwise(fn, probs, y, "probs", "y")
     inside = _unit_interval(fn, xp, ("probabilities probs", probs), ("targets y", y))
     eps = max(1e-12, float(xp.finfo(dtype).eps))
     clipped = xp.clip(p, eps, 1 - eps)
@@ -171,8 +168,7 @@ def bce_with_logits_loss(logits, y, reduction: str = "mean"):
     max(x, 0) - x*y + log1p(exp(-|x|)): finite for any |x| (1e4 included). dx = sigmoid(x) - y."""
     fn = "bce_with_logits_loss"
     _reduction(fn, reduction)
-    dtype = logits.dtype
-    xp, x, t = _pairwise(fn, logits, y, "logits", "y")
+    xp, dtype, x, t = _pairwise(fn, logits, y, "logits", "y")
     inside = _unit_interval(fn, xp, ("targets y", y))
     per_item = _poison_outside(xp, inside, xp.maximum(x, 0.0) - x * t + xp.log1p(xp.exp(-xp.abs(x))))
     dx = get_ops(xp).sigmoid(x) - t
@@ -183,8 +179,7 @@ def mse_loss(x, y, reduction: str = "mean"):
     """Squared error (x - y)**2 elementwise (shapes equal). Returns loss and dx = 2 (x - y)."""
     fn = "mse_loss"
     _reduction(fn, reduction)
-    dtype = x.dtype
-    xp, x, y = _pairwise(fn, x, y)
+    xp, dtype, x, y = _pairwise(fn, x, y)
     diff = x - y
     return _reduce(xp, diff * diff, 2 * diff, reduction, math.prod(x.shape), dtype)
 
@@ -193,8 +188,7 @@ def l1_loss(x, y, reduction: str = "mean"):
     """Absolute error |x - y| elementwise (shapes equal). Returns loss and dx = sign(x - y)."""
     fn = "l1_loss"
     _reduction(fn, reduction)
-    dtype = x.dtype
-    xp, x, y = _pairwise(fn, x, y)
+    xp, dtype, x, y = _pairwise(fn, x, y)
     diff = x - y
     return _reduce(xp, xp.abs(diff), xp.sign(diff), reduction, math.prod(x.shape), dtype)
 

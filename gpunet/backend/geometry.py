@@ -49,7 +49,9 @@ class ConvGeometry:
         x_shape, w_shape = tuple(map(int, self.x_shape)), tuple(map(int, self.w_shape))
         stride, pad = _pair("stride", self.stride), _pair("pad", self.pad)
         dilation = _pair("dilation", self.dilation)
-        if len(x_shape) != 4 or len(w_shape) != 4 or w_shape[1] != x_shape[1]:
+        if len(x_shape) != 4 or len(w_shape) != 4:
+            raise ValueError(f"need x of shape (N, C, H, W) and w of shape (F, C, HH, WW), got {x_shape} and {w_shape}")
+        if w_shape[1] != x_shape[1]:
             raise ValueError(
                 f"w must have shape (F, C, HH, WW) with C = {x_shape[1]} channels of x {x_shape}, "
                 f"got w.shape = {w_shape}")

@@ -418,13 +418,16 @@ class NumpyOps(Ops):
             else:
                 acc += part
                 db += part_db
+            if dx is None:
+                continue
             if full is not None:
                 cols_dx = full.columns(dout, full_work, full_cols)
                 prod = np.matmul(w_flip, cols_dx, out=full_prod[: plan.c * cols_dx.shape[1]].reshape(plan.c, -1))
                 np.copyto(dx[s : s + m], full.output_view(prod, m))
-            elif compute_dx:
+            else:
                 dcols = np.matmul(w2t, d2, out=dcols_buf[: k * d2.shape[1]].reshape(k, d2.shape[1]))
                 plan.add_columns(dx[s : s + m], dcols, dwork)
+        assert acc is not None  # chunks() gives at least one chunk
         dw = np.ascontiguousarray(acc.T) if transposed else acc
         return dx, dw.reshape(w.shape), db
 
