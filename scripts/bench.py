@@ -574,7 +574,7 @@ def profile(args, torch_step_ms=None) -> None:
             prof.wrap(ops, name, label)
         for name, label in (("columns", "im2col"), ("gradient_rows", "dout to GEMM rows"),
                             ("add_columns", "col2im"), ("workspace", "zero padded blocks")):
-            prof.wrap(numpy_ops._Geometry, name, label)
+            prof.wrap(numpy_ops.ConvColumns, name, label)
     flops = [0]
     if args.backend == "numpy":
         for fname in ("matmul", "dot"):

@@ -8,7 +8,7 @@
 #    (the `cupy` parameter of the `backend` fixture) and tests/cuda/test_gpu.py (kernels
 #    vs generic code, multi-block and 64-bit sizes, cached_code vs the NVRTC-checked
 #    source, a Solver epoch under cupyx.allow_synchronize(False)).
-# 2. `python -m gpunet.cuda.bench`: each kernel against the generic xp code.
+# 2. `python -m gpunet.backend.cupy_bench`: each kernel against the generic xp code.
 # 3. `scripts/bench.py --backend cupy --quick` when present: gpunet CuPy against PyTorch.
 # Exits 2 without running anything when no CUDA device is usable (and says why).
 set -euo pipefail
@@ -33,7 +33,7 @@ echo "== pytest -m gpu"
 
 echo "== kernel benchmark"
 for dtype in float32 float16; do
-    "$PY" -m gpunet.cuda.bench --dtype "$dtype"
+    "$PY" -m gpunet.backend.cupy_bench --dtype "$dtype"
 done
 
 if [ -f scripts/bench.py ]; then

@@ -70,7 +70,7 @@ def test_dropout_rng_generator_advances(put, host):
 @pytest.mark.parametrize("dtype", ["float16", "float32"])
 def test_seeded_uniform_stays_below_one_after_the_cast(dtype, put, host):
     from gpunet.backend import get_array_module, get_backend
-    from gpunet.backend.ops import get_ops
+    from gpunet.backend import get_ops
 
     if dtype == "float16" and get_backend() == "strict":
         pytest.skip("array_api_strict has no float16")

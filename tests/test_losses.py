@@ -180,3 +180,65 @@ def test_bad_reduction_and_targets(put):
         losses.mse_loss(put(np.zeros(2)), put(np.zeros(2)), reduction="avg")
     with pytest.raises(ValueError, match=r"targets y must lie in \[0, 1\]"):
         losses.bce_loss(np.full(2, 0.5), np.array([0.0, 2.0]))
+
+
+@pytest.mark.parametrize("probs", [[-0.5, 0.5], [0.5, 1.5], [np.nan, 0.5]])
+def test_bce_refuses_probabilities_outside_0_1_on_the_host(probs):
+    """As PyTorch's binary_cross_entropy ("all elements of input should be between 0 and 1");
+    -0.5 used to give a loss of 14.16 with a zero gradient for the bad entry."""
+    with pytest.raises(ValueError, match=r"bce_loss: probabilities probs must lie in \[0, 1\] \(no NaN\)"):
+        losses.bce_loss(np.array(probs), np.array([1.0, 0.0]))
+
+
+@pytest.mark.parametrize("fn,name", [(losses.bce_loss, "bce_loss"), (losses.bce_with_logits_loss, "bce_with_logits_loss")])
+def test_nan_targets_are_refused_on_the_host(fn, name):
+    with pytest.raises(ValueError, match=rf"{name}: targets y must lie in \[0, 1\] \(no NaN\)"):
+        fn(np.array([0.5, 0.5]), np.array([np.nan, 0.0]))
+
+
+def test_values_outside_0_1_poison_the_loss_on_a_device(host):
+    """On a device the check would be a host sync per step: the bad element's loss is NaN."""
+    import gpunet
+
+    with gpunet.use_backend("strict"):
+        probs, y = gpunet.asarray(np.array([-0.5, 0.5, 0.5])), gpunet.asarray(np.array([1.0, 0.0, 2.0]))
+        loss, _ = losses.bce_loss(probs, y, reduction="none")
+        logit_loss, _ = losses.bce_with_logits_loss(probs, y, reduction="none")
+    assert np.isnan(host(loss)[[0, 2]]).all() and np.isfinite(host(loss)[1])
+    assert np.isnan(host(logit_loss)[2]) and np.isfinite(host(logit_loss)[:2]).all()
+
+
+@pytest.mark.parametrize("fn,x,y", [
+    (losses.softmax_loss, [[6e4, 6e4, -6e4]], [0]),  # the shift x - max(x) = -1.2e5 overflows float16
+    (losses.bce_with_logits_loss, [6e4, 6e4, -6e4, 5e4], [0.0, 0.0, 1.0, 0.0]),  # their sum overflows
+    (losses.mse_loss, [200.0, -200.0, 150.0], [0.0, 0.0, 0.0]),  # squares of 4e4: their sum overflows
+])
+def test_float16_losses_compute_in_float32(fn, x, y, put, host, backend):
+    """Values of 6e4 fit float16 (max 65504) but their differences and sums do not: the
+    loss is computed in float32 and returned in float16, close to float64's."""
+    if backend == "strict":
+        pytest.skip("array_api_strict has no float16")
+    x16 = np.array(x, np.float16)
+    y16 = np.array(y) if fn is losses.softmax_loss else np.array(y, np.float16)
+    y64 = y16 if fn is losses.softmax_loss else y16.astype(np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loss, dx = fn(put(x16), put(y16))
+    want, dwant = fn(x16.astype(np.float64), y64)
+    loss, dx = host(loss), host(dx)
+    assert loss.dtype == np.float16 and dx.dtype == np.float16
+    np.testing.assert_allclose(loss.astype(np.float64), want, rtol=1e-3)
+    np.testing.assert_allclose(dx.astype(np.float64), dwant, rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("fn", [losses.softmax_loss, losses.svm_loss, losses.mse_loss, losses.bce_with_logits_loss])
+def test_arrays_of_two_backends_get_the_layers_error(fn):
+    """Strict scores with NumPy labels: the same "arrays from two backends" TypeError the
+    layers give, not an error from inside array_api_strict."""
+    import gpunet
+
+    with gpunet.use_backend("strict"):
+        x = gpunet.asarray(np.zeros((3, 4)))
+    y = np.array([0, 1, 2]) if fn in (losses.softmax_loss, losses.svm_loss) else np.zeros((3, 4))
+    with pytest.raises(TypeError, match="arrays from two backends in one call: strict and numpy"):
+        fn(x, y)

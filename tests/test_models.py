@@ -37,8 +37,10 @@ def _fixed_dropout(model):
 
 
 def _classifier():
+    # first filters rng=2: with rng=0 an entry of 9e-4 in 0.W sits at the numeric gradient's
+    # round-off floor in this deep net (loss 5.2: ~1e-10 absolute) and meets 1e-7 by chance only
     net = nn.Sequential(
-        nn.Conv2d(2, 3, (3, 2), stride=1, pad=(1, 0), rng=0, dtype="float64"), nn.BatchNorm(3, dtype="float64"),
+        nn.Conv2d(2, 3, (3, 2), stride=1, pad=(1, 0), rng=2, dtype="float64"), nn.BatchNorm(3, dtype="float64"),
         nn.LeakyReLU(0.1), nn.AvgPool2d(2), nn.Conv2d(3, 2, 1, rng=5, dtype="float64"), nn.MaxPool2d((1, 2)),
         nn.Flatten(), nn.Linear(4, 6, rng=1, dtype="float64"), nn.LayerNorm(6, dtype="float64"), nn.Sigmoid(),
         nn.Linear(6, 5, init="xavier", rng=2, dtype="float64"), nn.BatchNorm(5, dtype="float64"), nn.Tanh(),

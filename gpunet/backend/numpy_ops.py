@@ -9,7 +9,7 @@ written for NumPy's loops and OpenBLAS:
   bitwise AND of ``a``'s bits with an all-ones/all-zeros integer mask, bit-exact;
 * convolution in batch chunks whose columns stay in cache (and within the column
   budget); at stride 1 each sample is padded once and every im2col row is one contiguous
-  copy (:class:`_Geometry`), written straight into the GEMM operand; the bias add is
+  copy (:class:`ConvColumns`), written straight into the GEMM operand; the bias add is
   fused into the one transposing copy of the output; the backward pass recomputes a
   chunk's columns instead of keeping the whole column matrix, and computes dx (stride 1)
   as a convolution of dout with the flipped filters, the GEMM shape BLAS runs fastest;
@@ -21,17 +21,19 @@ written for NumPy's loops and OpenBLAS:
   page faults (measured at a quarter to a third of a CNN step on the reference machine).
 
 NumPy-only code, outside the portable core; any input it is not written for (mixed
-dtypes, broadcasting, non-float data) goes to the generic version.
+dtypes, broadcasting, non-float data, a max pool over NaN) goes to the generic version.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 
 import numpy as np
 import numpy.typing
 
-from .ops import Ops, conv_output_size
+from .geometry import ConvGeometry, PoolGeometry
+from .ops import ConvSaved, Ops, chunks
 
 _INT = {2: np.int16, 4: np.int32, 8: np.int64}
 
@@ -93,9 +95,9 @@ def _select(cond: np.ndarray, a: np.ndarray, out: np.ndarray | None = None) -> n
     return out
 
 
-def _tiles(x_shape, kh: int, kw: int, stride, out_hw) -> bool:
-    """Whether the pooling windows cover every input element exactly once."""
-    return tuple(stride) == (kh, kw) and tuple(x_shape[2:]) == (kh * out_hw[0], kw * out_hw[1])
+def _has_nan(a: np.ndarray) -> bool:
+    """Whether ``a`` holds a NaN (one pass, no temporary: the maximum propagates NaN)."""
+    return a.size > 0 and bool(np.isnan(np.max(a)))
 
 
 def _blocks(size: int, block: int = BLOCK):
@@ -103,68 +105,67 @@ def _blocks(size: int, block: int = BLOCK):
     return [(s, min(s + block, size)) for s in range(0, size, block)]
 
 
-def _span(i: int, size: int, s: int, p: int, n_out: int):
-    """For kernel offset ``i``: the output range [o0, o1) whose input row ``o*s + i - p``
-    lies inside [0, size), and the first such input row."""
-    o0 = max(0, -((i - p) // s)) if i < p else 0
-    o1 = min(n_out, (size - 1 - i + p) // s + 1)
-    return o0, max(o1, o0), o0 * s + i - p
+def _span(t: int, size: int, s: int, p: int, n_out: int):
+    """For a tap ``t`` elements into the window: the output range [o0, o1) whose input
+    element ``o*s + t - p`` lies inside [0, size), and the first such input element."""
+    o0 = max(0, -((t - p) // s)) if t < p else 0
+    o1 = min(n_out, (size - 1 - t + p) // s + 1)
+    return o0, max(o1, o0), o0 * s + t - p
 
 
-def _im2col_into(cols6: np.ndarray, x: np.ndarray, stride, pad) -> None:
-    """Fill ``cols6`` (C, kh, kw, N, OH, OW) with the zero-padded windows of x (N, C, H, W)."""
+def _im2col_into(cols6: np.ndarray, x: np.ndarray, geo: ConvGeometry) -> None:
+    """Fill ``cols6`` (C, kh, kw, n, OH, OW) with the zero-padded windows of x (n, C, H, W)."""
     c, kh, kw, n, oh, ow = cols6.shape
-    (sh, sw), (ph, pw) = stride, pad
+    (sh, sw), (ph, pw), (dh, dw) = geo.stride, geo.pad, geo.dilation
     h, w = x.shape[2], x.shape[3]
-    xt = x.transpose(1, 0, 2, 3)  # (C, N, H, W) view
+    xt = x.transpose(1, 0, 2, 3)  # (C, n, H, W) view
     for i in range(kh):
-        r0, r1, h0 = _span(i, h, sh, ph, oh)
+        r0, r1, h0 = _span(i * dh, h, sh, ph, oh)
         for j in range(kw):
-            c0, c1, w0 = _span(j, w, sw, pw, ow)
+            c0, c1, w0 = _span(j * dw, w, sw, pw, ow)
             dst = cols6[:, i, j]
-            if r0 > 0 or r1 < oh or c0 > 0 or c1 < ow:  # this offset reaches into the padding
+            if r0 > 0 or r1 < oh or c0 > 0 or c1 < ow:  # this tap reaches into the padding
                 dst[...] = 0
             if r1 > r0 and c1 > c0:
                 dst[:, :, r0:r1, c0:c1] = xt[:, :, h0 : h0 + sh * (r1 - r0 - 1) + 1 : sh,
                                              w0 : w0 + sw * (c1 - c0 - 1) + 1 : sw]
 
 
-def _col2im_add(dx: np.ndarray, cols6: np.ndarray, stride, pad) -> None:
-    """Add the columns ``cols6`` (C, kh, kw, N, OH, OW) back onto dx (N, C, H, W) in place,
-    kernel offsets in row-major order (the order of the generic col2im)."""
+def _col2im_add(dx: np.ndarray, cols6: np.ndarray, geo: ConvGeometry) -> None:
+    """Add the columns ``cols6`` (C, kh, kw, n, OH, OW) back onto dx (n, C, H, W) in place,
+    kernel taps in row-major order (the order of the generic col2im)."""
     c, kh, kw, n, oh, ow = cols6.shape
-    (sh, sw), (ph, pw) = stride, pad
+    (sh, sw), (ph, pw), (dh, dw) = geo.stride, geo.pad, geo.dilation
     h, w = dx.shape[2], dx.shape[3]
     dxt = dx.transpose(1, 0, 2, 3)
     for i in range(kh):
-        r0, r1, h0 = _span(i, h, sh, ph, oh)
+        r0, r1, h0 = _span(i * dh, h, sh, ph, oh)
         for j in range(kw):
-            c0, c1, w0 = _span(j, w, sw, pw, ow)
+            c0, c1, w0 = _span(j * dw, w, sw, pw, ow)
             if r1 > r0 and c1 > c0:
                 region = dxt[:, :, h0 : h0 + sh * (r1 - r0 - 1) + 1 : sh, w0 : w0 + sw * (c1 - c0 - 1) + 1 : sw]
                 np.add(region, cols6[:, i, j, :, r0:r1, c0:c1], out=region)
 
 
-class _Geometry:
-    """One convolution's shapes and its im2col/col2im for batch chunks.
+class ConvColumns:
+    """One convolution's im2col and col2im for batch chunks, built once per layer call.
 
     Stride 1 (the common case) uses padded rows: each sample is zero-padded once into a
-    (C, Hp + 1, Wp) block, and the window of kernel offset (i, j) over all outputs is then
-    one contiguous run of OH*Wp elements starting at i*Wp + j. The columns get Wp instead
-    of OW entries per output row (the extra kw - 1 are discarded, their gradients are
-    zero), and im2col/col2im become copies/adds of long contiguous runs. Other strides
-    use per-offset strided slices (:func:`_im2col_into`).
+    (C, Hp + 1, Wp) block, and the window of kernel tap (i, j) over all outputs is then
+    one contiguous run of OH*Wp elements starting at i*dh*Wp + j*dw. The columns get Wp
+    instead of OW entries per output row (the extra ones are discarded, their gradients
+    are zero), and im2col/col2im become copies/adds of long contiguous runs. Other
+    strides use per-tap strided slices (:func:`_im2col_into`).
     """
 
-    def __init__(self, x_shape, w_shape, stride, pad):
-        self.n, self.c, self.h, self.w = x_shape
-        self.f, _, self.kh, self.kw = w_shape
-        self.stride, self.pad = tuple(stride), tuple(pad)
-        self.oh = conv_output_size(self.h, self.kh, stride[0], pad[0])
-        self.ow = conv_output_size(self.w, self.kw, stride[1], pad[1])
-        self.k = self.c * self.kh * self.kw
-        self.rows_mode = self.stride == (1, 1)
-        self.hp, self.wp = self.h + 2 * pad[0], self.w + 2 * pad[1]
+    def __init__(self, geo: ConvGeometry):
+        self.geo = geo
+        self.n, self.c, self.h, self.w = geo.x_shape
+        self.f, _, self.kh, self.kw = geo.w_shape
+        self.oh, self.ow = geo.out_hw
+        self.k = geo.rows
+        self.rows_mode = geo.stride == (1, 1)
+        self.hp, self.wp = self.h + 2 * geo.pad[0], self.w + 2 * geo.pad[1]
         self.row = self.wp if self.rows_mode else self.ow  # column entries per output row
         self.cols_per_sample = self.oh * self.row
 
@@ -177,12 +178,12 @@ class _Geometry:
         block[...] = 0
         return block
 
-    def _runs(self, block: np.ndarray, m: int, offset: int, shape, order):
+    def _runs(self, block: np.ndarray, offset: int, shape, order):
         """Strided view of ``block`` (nb, C, Hp + 1, Wp): for each (c, [i, j,] n) a run of
-        OH*Wp elements starting at ``offset`` (+ i*Wp + j)."""
+        OH*Wp elements starting at ``offset`` (+ i*dh*Wp + j*dw)."""
         it = block.itemsize
-        s_n, s_c = block.strides[0], block.strides[1]
-        strides = {"c": s_c, "i": self.wp * it, "j": it, "n": s_n, "p": it}
+        dh, dw = self.geo.dilation
+        strides = {"c": block.strides[1], "i": dh * self.wp * it, "j": dw * it, "n": block.strides[0], "p": it}
         flat = block.reshape(-1)[offset:]
         return np.lib.stride_tricks.as_strided(flat, shape=shape, strides=[strides[a] for a in order])
 
@@ -191,11 +192,11 @@ class _Geometry:
         m = xs.shape[0]
         cols = buf[: self.k * m * self.cols_per_sample].reshape(self.k, m * self.cols_per_sample)
         if not self.rows_mode:
-            _im2col_into(cols.reshape(self.c, self.kh, self.kw, m, self.oh, self.ow), xs, self.stride, self.pad)
+            _im2col_into(cols.reshape(self.c, self.kh, self.kw, m, self.oh, self.ow), xs, self.geo)
             return cols
-        ph, pw = self.pad
+        ph, pw = self.geo.pad
         work[:m, :, ph : ph + self.h, pw : pw + self.w] = xs
-        runs = self._runs(work, m, 0, (self.c, self.kh, self.kw, m, self.cols_per_sample), "cijnp")
+        runs = self._runs(work, 0, (self.c, self.kh, self.kw, m, self.cols_per_sample), "cijnp")
         np.copyto(cols.reshape(self.c, self.kh, self.kw, m, self.cols_per_sample), runs)
         return cols
 
@@ -214,21 +215,33 @@ class _Geometry:
 
     def add_columns(self, dx: np.ndarray, dcols: np.ndarray, work) -> None:
         """col2im: dx (m, C, H, W) = the columns dcols (K, m * cols_per_sample) summed back
-        onto the input, kernel offsets in row-major order (as the generic col2im)."""
+        onto the input, kernel taps in row-major order (as the generic col2im)."""
         m = dx.shape[0]
         d6 = dcols.reshape(self.c, self.kh, self.kw, m, self.cols_per_sample)
         if not self.rows_mode:
             dx[...] = 0
-            _col2im_add(dx, d6.reshape(self.c, self.kh, self.kw, m, self.oh, self.ow), self.stride, self.pad)
+            _col2im_add(dx, d6.reshape(self.c, self.kh, self.kw, m, self.oh, self.ow), self.geo)
             return
         block = work[:m]
         block[...] = 0
+        dh, dw = self.geo.dilation
         for i in range(self.kh):
             for j in range(self.kw):
-                runs = self._runs(work, m, i * self.wp + j, (self.c, m, self.cols_per_sample), "cnp")
+                runs = self._runs(work, i * dh * self.wp + j * dw, (self.c, m, self.cols_per_sample), "cnp")
                 np.add(runs, d6[:, i, j], out=runs)
-        ph, pw = self.pad
+        ph, pw = self.geo.pad
         dx[...] = block[:, :, ph : ph + self.h, pw : pw + self.w]
+
+    def transposed(self) -> ConvColumns | None:
+        """For stride 1: dx of this convolution is the convolution of dout, padded by
+        dilation*(k - 1) - pad, with the flipped filters; its columns (None when the
+        stride is not 1 or the padding exceeds the kernel's extent)."""
+        (ph, pw), (dh, dw) = self.geo.pad, self.geo.dilation
+        eh, ew = dh * (self.kh - 1), dw * (self.kw - 1)
+        if not self.rows_mode or ph > eh or pw > ew:
+            return None
+        return ConvColumns(ConvGeometry((self.n, self.f, self.oh, self.ow), (self.c, self.f, self.kh, self.kw),
+                                        (1, 1), (eh - ph, ew - pw), (dh, dw)))
 
 
 class NumpyOps(Ops):
@@ -236,20 +249,31 @@ class NumpyOps(Ops):
 
     name = "numpy"
 
-    # --- activations ------------------------------------------------------------
+    # --- activations (outputs allocated as arrays: a 0-d input gets a 0-d array) ------
     def sigmoid(self, x: np.ndarray):
         if not _float(x):
             return super().sigmoid(x)
-        out = np.multiply(x, 0.5)
-        np.tanh(out, out=out)
-        out *= 0.5
-        out += 0.5
+        it = _INT[x.dtype.itemsize]
+        sign = np.array(-(2 ** (8 * x.dtype.itemsize - 1)), it)  # the sign bit alone
+        out = np.empty(x.shape, x.dtype)
+        xf, of = x.reshape(-1), out.reshape(-1)
+        e = _scratch.get("sigmoid_e", min(BLOCK, xf.size), x.dtype)
+        step = _scratch.get("sigmoid_step", min(BLOCK, xf.size), x.dtype)
+        for a, z in _blocks(xf.size):  # temporaries in cache
+            xs, eb, sb, o = xf[a:z], e[: z - a], step[: z - a], of[a:z]
+            np.bitwise_or(xs.view(it), sign, out=eb.view(it))  # -|x|, by its sign bit
+            np.exp(eb, out=eb)  # e = exp(-|x|) in [0, 1]
+            np.add(eb, 1, out=o)
+            # the numerator where(x >= 0, 1, e), branch-free: max(e, 1.0 or 0.0), as 0 <= e <= 1
+            np.greater_equal(xs, 0, out=sb, casting="unsafe")
+            np.maximum(eb, sb, out=eb)
+            np.divide(eb, o, out=o)
         return out
 
     def sigmoid_backward(self, dy: np.ndarray, y: np.ndarray):
         if not _float(dy, y) or dy.shape != y.shape:
             return super().sigmoid_backward(dy, y)
-        out = np.multiply(dy, y)
+        out = np.multiply(dy, y, out=np.empty(dy.shape, dy.dtype))
         out *= np.subtract(1, y)
         return out
 
@@ -291,8 +315,8 @@ class NumpyOps(Ops):
         if not _float(dy, x) or dy.shape != x.shape:
             return super().leaky_relu_backward(dy, x, slope)
         it = _INT[dy.dtype.itemsize]
-        scaled = dy * slope
-        out = np.bitwise_xor(scaled.view(it), dy.view(it))  # where(x > 0, dy, scaled) by bits:
+        scaled = np.multiply(dy, slope, out=np.empty(dy.shape, dy.dtype))
+        out = np.bitwise_xor(scaled.view(it), dy.view(it), out=np.empty(dy.shape, it))  # where(x > 0, dy, scaled):
         out &= _mask(np.greater(x, 0), dy.dtype.itemsize)  # scaled ^ ((scaled ^ dy) & mask)
         out ^= scaled.view(it)
         return out.view(dy.dtype)
@@ -305,181 +329,174 @@ class NumpyOps(Ops):
         return out
 
     # --- convolution ------------------------------------------------------------
-    def im2col(self, x: np.ndarray, kh: int, kw: int, stride, pad):
+    def im2col(self, x: np.ndarray, geo: ConvGeometry):
         if not _float(x):
-            return super().im2col(x, kh, kw, stride, pad)
-        n, c, h, w = x.shape
-        oh = conv_output_size(h, kh, stride[0], pad[0])
-        ow = conv_output_size(w, kw, stride[1], pad[1])
+            return super().im2col(x, geo)
+        n, (oh, ow), (_, c, kh, kw) = x.shape[0], geo.out_hw, geo.w_shape
         cols = np.empty((c, kh, kw, n, oh, ow), x.dtype)
-        _im2col_into(cols, x, stride, pad)
+        _im2col_into(cols, x, geo)
         return cols.reshape(c * kh * kw, n * oh * ow)
 
-    def col2im(self, cols: np.ndarray, x_shape, kh: int, kw: int, stride, pad):
+    def col2im(self, cols: np.ndarray, geo: ConvGeometry):
         if not _float(cols):
-            return super().col2im(cols, x_shape, kh, kw, stride, pad)
-        n, c, h, w = x_shape
-        oh = conv_output_size(h, kh, stride[0], pad[0])
-        ow = conv_output_size(w, kw, stride[1], pad[1])
-        dx = np.zeros(x_shape, cols.dtype)
-        _col2im_add(dx, cols.reshape(c, kh, kw, n, oh, ow), stride, pad)
+            return super().col2im(cols, geo)
+        (oh, ow), (_, c, kh, kw) = geo.out_hw, geo.w_shape
+        n = cols.shape[1] // (oh * ow)
+        dx = np.zeros((n,) + geo.x_shape[1:], cols.dtype)
+        _col2im_add(dx, cols.reshape(c, kh, kw, n, oh, ow), geo)
         return dx
 
-    def _chunk(self, n: int, rows: int, out_hw, itemsize: int, budget) -> int:
+    def _chunk(self, n: int, sample_bytes: int, budget) -> int:
         """Samples per chunk: about CHUNK_BYTES of columns, never above ``budget``."""
         target = CHUNK_BYTES if budget is None else min(CHUNK_BYTES, budget)
-        return self.conv_chunk(n, rows, out_hw, itemsize, target)
+        return self.conv_chunk(n, sample_bytes, target)
 
-    def conv2d_forward(self, x: np.ndarray, w: np.ndarray, b: np.ndarray, stride, pad, budget=None):
+    def conv2d_forward(self, x: np.ndarray, w: np.ndarray, b: np.ndarray, geo: ConvGeometry, budget=None):
         if not _float(x, w, b):
-            return super().conv2d_forward(x, w, b, stride, pad, budget)
-        return self._conv_forward(x, w, b, stride, pad, budget), ("x", x)
+            return super().conv2d_forward(x, w, b, geo, budget)
+        return self._conv_forward(x, w, b, ConvColumns(geo), budget), ConvSaved(x=x)
 
-    def _conv_forward(self, x: np.ndarray, w: np.ndarray, b: np.ndarray, stride, pad, budget, epilogue=None):
+    def _conv_forward(self, x: np.ndarray, w: np.ndarray, b: np.ndarray, plan: ConvColumns, budget, epilogue=None):
         """conv(x) + b (N, F, OH, OW) chunk by chunk; ``epilogue(start, chunk)`` runs on each
         finished chunk of the output while it is still in cache."""
-        geo = _Geometry(x.shape, w.shape, stride, pad)
-        f, k = geo.f, geo.k
-        nb = self._chunk(geo.n, k, (geo.oh, geo.row), x.dtype.itemsize, budget)
+        f, k, n = plan.f, plan.k, x.shape[0]
+        nb = self._chunk(n, k * plan.cols_per_sample * x.dtype.itemsize, budget)
         w2, b4 = w.reshape(f, k), b.reshape(1, f, 1, 1)
-        out = np.empty((geo.n, f, geo.oh, geo.ow), x.dtype)
-        cols_buf = _scratch.get("conv_cols", k * nb * geo.cols_per_sample, x.dtype)
-        prod_buf = _scratch.get("conv_prod", f * nb * geo.cols_per_sample, x.dtype)
-        work = geo.workspace("conv_pad", nb, x.dtype)
-        for s in range(0, geo.n, nb):
-            m = min(nb, geo.n - s)
-            cols = geo.columns(x[s : s + m], work, cols_buf)
+        out = np.empty((n, f, plan.oh, plan.ow), x.dtype)
+        cols_buf = _scratch.get("conv_cols", k * nb * plan.cols_per_sample, x.dtype)
+        prod_buf = _scratch.get("conv_prod", f * nb * plan.cols_per_sample, x.dtype)
+        work = plan.workspace("conv_pad", nb, x.dtype)
+        for s in range(0, n, nb):
+            m = min(nb, n - s)
+            cols = plan.columns(x[s : s + m], work, cols_buf)
             prod = np.matmul(w2, cols, out=prod_buf[: f * cols.shape[1]].reshape(f, cols.shape[1]))
-            np.add(geo.output_view(prod, m), b4, out=out[s : s + m])
+            np.add(plan.output_view(prod, m), b4, out=out[s : s + m])
             if epilogue is not None:
                 epilogue(s, out[s : s + m])
         return out
 
-    def conv2d_backward(self, dout: np.ndarray, x_shape, w: np.ndarray, stride, pad, saved, compute_dx=True,
-                        budget=None):
-        kind, x = saved
-        if kind != "x" or not _float(dout, w, x):
-            return super().conv2d_backward(dout, x_shape, w, stride, pad, saved, compute_dx, budget)
-        return self._conv_backward(lambda s, m: dout[s : s + m], x, w, stride, pad, compute_dx, budget)
+    def conv2d_backward(self, dout: np.ndarray, w: np.ndarray, geo: ConvGeometry, saved: ConvSaved,
+                        compute_dx: bool = True, budget=None):
+        x = saved.x
+        if x is None or not _float(dout, w, x):
+            return super().conv2d_backward(dout, w, geo, saved, compute_dx, budget)
+        return self._conv_backward(lambda s, m: dout[s : s + m], x, w, ConvColumns(geo), compute_dx, budget)
 
-    def _conv_backward(self, dout_chunk, x: np.ndarray, w: np.ndarray, stride, pad, compute_dx, budget):
+    def _conv_backward(self, dout_chunk, x: np.ndarray, w: np.ndarray, plan: ConvColumns, compute_dx, budget):
         """(dx, dw, db) of a convolution chunk by chunk; ``dout_chunk(start, m)`` gives the
         gradient (m, F, OH, OW) of samples start..start+m (it may be computed on the fly)."""
-        geo = _Geometry(x.shape, w.shape, stride, pad)
-        f, k, n, dtype = geo.f, geo.k, geo.n, x.dtype
-        nb = self._chunk(n, k, (geo.oh, geo.row), dtype.itemsize, budget)
-        # dx: stride 1 is a convolution of dout (padded by k - 1 - pad) with the flipped
-        # filters, whose GEMM (C, F*kh*kw) @ columns has the forward's good shape; other
-        # strides multiply by w.T and sum the columns back (col2im).
-        full = None
-        if compute_dx and geo.rows_mode and geo.pad[0] < geo.kh and geo.pad[1] < geo.kw:
-            full = _Geometry((n, f, geo.oh, geo.ow), (geo.c, f, geo.kh, geo.kw), (1, 1),
-                             (geo.kh - 1 - geo.pad[0], geo.kw - 1 - geo.pad[1]))
-            nb = min(nb, self._chunk(n, full.k, (full.oh, full.row), dtype.itemsize, budget))
-            w_flip = np.ascontiguousarray(w.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1]).reshape(geo.c, full.k)
+        f, k, n, dtype = plan.f, plan.k, x.shape[0], x.dtype
+        nb = self._chunk(n, k * plan.cols_per_sample * dtype.itemsize, budget)
+        # dx: stride 1 is a convolution of dout with the flipped filters (plan.transposed()),
+        # whose GEMM (C, F*kh*kw) @ columns has the forward's good shape; other strides
+        # multiply by w.T and sum the columns back (col2im).
+        full = plan.transposed() if compute_dx else None
+        if full is not None:
+            nb = min(nb, self._chunk(n, full.k * full.cols_per_sample * dtype.itemsize, budget))
+            w_flip = np.ascontiguousarray(w.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1]).reshape(plan.c, full.k)
             full_cols = _scratch.get("conv_dx_cols", full.k * nb * full.cols_per_sample, dtype)
-            full_prod = _scratch.get("conv_dx_prod", geo.c * nb * full.cols_per_sample, dtype)
+            full_prod = _scratch.get("conv_dx_prod", plan.c * nb * full.cols_per_sample, dtype)
             full_work = full.workspace("conv_dx_pad", nb, dtype)
         elif compute_dx:
             w2t = w.reshape(f, k).T
-            dcols_buf = _scratch.get("conv_dcols", k * nb * geo.cols_per_sample, dtype)
-            dwork = geo.workspace("conv_dx_pad", nb, dtype)  # col2im sums (its own block)
+            dcols_buf = _scratch.get("conv_dcols", k * nb * plan.cols_per_sample, dtype)
+            dwork = plan.workspace("conv_dx_pad", nb, dtype)  # col2im sums (its own block)
         dx = np.empty(x.shape, dtype) if compute_dx else None
-        cols_buf = _scratch.get("conv_cols", k * nb * geo.cols_per_sample, dtype)
-        d_buf = _scratch.get("conv_dout", f * nb * geo.cols_per_sample, dtype)
-        work = geo.workspace("conv_pad", nb, dtype)
+        cols_buf = _scratch.get("conv_cols", k * nb * plan.cols_per_sample, dtype)
+        d_buf = _scratch.get("conv_dout", f * nb * plan.cols_per_sample, dtype)
+        work = plan.workspace("conv_pad", nb, dtype)
         transposed = k >= 64  # dw.T = cols @ d2.T is the faster GEMM for long columns (measured)
         acc = db = None
-        for s in range(0, n, nb):
-            m = min(nb, n - s)
+        for s, m in chunks(n, nb):
             dout = dout_chunk(s, m)
-            part_db = np.sum(np.reshape(dout, (m, f, geo.oh * geo.ow)).sum(axis=2), axis=0)
-            cols = geo.columns(x[s : s + m], work, cols_buf)
-            d2 = geo.gradient_rows(dout, d_buf)  # (F, m * columns per sample)
+            part_db = np.sum(np.reshape(dout, (m, f, plan.oh * plan.ow)).sum(axis=2), axis=0)
+            cols = plan.columns(x[s : s + m], work, cols_buf)
+            d2 = plan.gradient_rows(dout, d_buf)  # (F, m * columns per sample)
             part = np.matmul(cols, d2.T) if transposed else np.matmul(d2, cols.T)
             if acc is None:
                 acc, db = part, part_db
             else:
                 acc += part
                 db += part_db
+            if dx is None:
+                continue
             if full is not None:
                 cols_dx = full.columns(dout, full_work, full_cols)
-                prod = np.matmul(w_flip, cols_dx, out=full_prod[: geo.c * cols_dx.shape[1]].reshape(geo.c, -1))
+                prod = np.matmul(w_flip, cols_dx, out=full_prod[: plan.c * cols_dx.shape[1]].reshape(plan.c, -1))
                 np.copyto(dx[s : s + m], full.output_view(prod, m))
-            elif compute_dx:
+            else:
                 dcols = np.matmul(w2t, d2, out=dcols_buf[: k * d2.shape[1]].reshape(k, d2.shape[1]))
-                geo.add_columns(dx[s : s + m], dcols, dwork)
+                plan.add_columns(dx[s : s + m], dcols, dwork)
+        assert acc is not None  # chunks() gives at least one chunk
         dw = np.ascontiguousarray(acc.T) if transposed else acc
         return dx, dw.reshape(w.shape), db
 
     # --- conv - relu - max pool, fused chunk by chunk ---------------------------------
-    def conv_relu_pool_forward(self, x: np.ndarray, w: np.ndarray, b: np.ndarray, stride, pad, pool,
-                               budget=None):
-        kh, kw, pstride, pout = pool
-        if not _float(x, w, b) or kh * kw == 1:
-            return super().conv_relu_pool_forward(x, w, b, stride, pad, pool, budget)
-        n, f = x.shape[0], w.shape[0]
-        pooled = np.empty((n, f) + tuple(pout), x.dtype)
+    def conv_relu_pool_forward(self, x: np.ndarray, w: np.ndarray, b: np.ndarray, geo: ConvGeometry,
+                               pool: PoolGeometry, budget=None):
+        if not _float(x, w, b) or pool.kernel == (1, 1):
+            return super().conv_relu_pool_forward(x, w, b, geo, pool, budget)
+        pooled = np.empty((x.shape[0],) + pool.out_shape[1:], x.dtype)
 
         def relu_pool(s: int, chunk: np.ndarray):  # while the chunk of conv output is in cache
             np.maximum(chunk, 0.0, out=chunk)
-            self._max_pool_into(chunk, kh, kw, pstride, pout, pooled[s : s + chunk.shape[0]])
+            self._max_pool_into(chunk, pool, pooled[s : s + chunk.shape[0]])
 
-        rectified = self._conv_forward(x, w, b, stride, pad, budget, relu_pool)
-        return rectified, pooled, ("x", x)
+        rectified = self._conv_forward(x, w, b, ConvColumns(geo), budget, relu_pool)
+        return rectified, pooled, ConvSaved(x=x)
 
-    def conv_relu_pool_backward(self, dout: np.ndarray, s: np.ndarray, out: np.ndarray, relu_y: np.ndarray, pool,
-                                x_shape, w: np.ndarray, stride, pad, saved, compute_dx=True, budget=None):
-        kind, x = saved
-        kh, kw, pstride, pout = pool
-        if (kind != "x" or relu_y is not s or not _float(dout, s, out, w, x) or dout.shape != out.shape
-                or kh * kw == 1):
-            return super().conv_relu_pool_backward(dout, s, out, relu_y, pool, x_shape, w, stride, pad, saved,
-                                                   compute_dx, budget)
-        tiles = _tiles(s.shape, kh, kw, pstride, pout)
-        per = s[0].size
+    def conv_relu_pool_backward(self, dout: np.ndarray, s: np.ndarray, out: np.ndarray, w: np.ndarray,
+                                geo: ConvGeometry, pool: PoolGeometry, saved: ConvSaved, compute_dx: bool = True,
+                                budget=None):
+        x = saved.x
+        if (x is None or not _float(dout, s, out, w, x) or dout.shape != out.shape or pool.kernel == (1, 1)
+                or _has_nan(out)):
+            return super().conv_relu_pool_backward(dout, s, out, w, geo, pool, saved, compute_dx, budget)
+        tiles = pool.tiles
+        per = math.prod(s.shape[1:])
 
         def gradient(start: int, m: int):  # pool backward, then ReLU backward, of samples start..start+m
             ds = _scratch.get("crp_ds", m * per, s.dtype).reshape((m,) + s.shape[1:])
             if not tiles:
                 ds[...] = 0
             self._max_pool_backward_into(dout[start : start + m], s[start : start + m], out[start : start + m],
-                                         kh, kw, pstride, pout, ds, tiles)
+                                         pool, ds, tiles)
             return self._relu_backward_into(ds, s[start : start + m], ds)
 
-        return self._conv_backward(gradient, x, w, stride, pad, compute_dx, budget)
+        return self._conv_backward(gradient, x, w, ConvColumns(geo), compute_dx, budget)
 
     # --- pooling ----------------------------------------------------------------
-    def max_pool(self, x: np.ndarray, kh: int, kw: int, stride, out_hw):
-        if not _float(x) or kh * kw == 1:
-            return super().max_pool(x, kh, kw, stride, out_hw)
-        out = np.empty(x.shape[:2] + tuple(out_hw), x.dtype)
-        return self._max_pool_into(x, kh, kw, stride, out_hw, out)
+    def max_pool(self, x: np.ndarray, geo: PoolGeometry):
+        if not _float(x) or geo.kernel == (1, 1):
+            return super().max_pool(x, geo)
+        out = np.empty((x.shape[0],) + geo.out_shape[1:], x.dtype)
+        return self._max_pool_into(x, geo, out)
 
-    def _max_pool_into(self, x: np.ndarray, kh: int, kw: int, stride, out_hw, out: np.ndarray) -> np.ndarray:
+    @staticmethod
+    def _max_pool_into(x: np.ndarray, geo: PoolGeometry, out: np.ndarray) -> np.ndarray:
         """Max over the kh*kw (>= 2) window offsets, row-major as the generic loop, into out."""
-        win = self._window
-        offsets = [(i, j) for i in range(kh) for j in range(kw)]
-        np.maximum(x[win(*offsets[0], stride, out_hw)], x[win(*offsets[1], stride, out_hw)], out=out)
-        for i, j in offsets[2:]:
-            np.maximum(out, x[win(i, j, stride, out_hw)], out=out)
+        first, second, *rest = geo.windows()
+        np.maximum(x[first], x[second], out=out)
+        for region in rest:
+            np.maximum(out, x[region], out=out)
         return out
 
-    def max_pool_backward(self, dout: np.ndarray, x: np.ndarray, out: np.ndarray, kh: int, kw: int, stride,
-                          out_hw):
-        if not _float(dout, x, out) or dout.shape != out.shape or dout.size == 0:
-            return super().max_pool_backward(dout, x, out, kh, kw, stride, out_hw)
-        tiles = _tiles(x.shape, kh, kw, stride, out_hw)
+    def max_pool_backward(self, dout: np.ndarray, x: np.ndarray, out: np.ndarray, geo: PoolGeometry):
+        if not _float(dout, x, out) or dout.shape != out.shape or dout.size == 0 or _has_nan(out):
+            return super().max_pool_backward(dout, x, out, geo)
+        tiles = geo.tiles
         dx = np.empty(x.shape, dout.dtype) if tiles else np.zeros(x.shape, dout.dtype)
-        return self._max_pool_backward_into(dout, x, out, kh, kw, stride, out_hw, dx, tiles)
+        return self._max_pool_backward_into(dout, x, out, geo, dx, tiles)
 
-    def _max_pool_backward_into(self, dout: np.ndarray, x: np.ndarray, out: np.ndarray, kh: int, kw: int, stride,
-                                out_hw, dx: np.ndarray, tiles: bool) -> np.ndarray:
-        """Route dout to the first maximum of each window, into dx (zeros unless ``tiles``)."""
+    @staticmethod
+    def _max_pool_backward_into(dout: np.ndarray, x: np.ndarray, out: np.ndarray, geo: PoolGeometry,
+                                dx: np.ndarray, tiles: bool) -> np.ndarray:
+        """Route dout to the first maximum of each window (no NaN in ``out``), into dx
+        (zeros unless ``tiles``)."""
         it = _INT[dout.dtype.itemsize]
-        n, per = dout.shape[0], dout[0].size
+        n, per = dout.shape[0], math.prod(dout.shape[1:])
         nb = max(1, min(n, BLOCK // max(per, 1)))  # samples per block: temporaries in cache
-        offsets = [self._window(i, j, stride, out_hw) for i in range(kh) for j in range(kw)]
+        offsets = geo.windows()
         bufs = {name: _scratch.get(f"pool_{name}", nb * per, dtype)
                 for name, dtype in (("rest", it), ("sel", it), ("mask", it), ("hit", np.bool_))}
         for s in range(0, n, nb):
@@ -501,30 +518,29 @@ class NumpyOps(Ops):
                     rest ^= sel  # routed: only the first maximum of a window gets the gradient
         return dx
 
-    def avg_pool(self, x: np.ndarray, kh: int, kw: int, stride, out_hw):
-        if not _float(x) or kh * kw == 1:
-            return super().avg_pool(x, kh, kw, stride, out_hw)
-        win = self._window
-        offsets = [(i, j) for i in range(kh) for j in range(kw)]
-        total = np.add(x[win(*offsets[0], stride, out_hw)], x[win(*offsets[1], stride, out_hw)])
-        for i, j in offsets[2:]:
-            np.add(total, x[win(i, j, stride, out_hw)], out=total)
-        np.divide(total, kh * kw, out=total)
+    def avg_pool(self, x: np.ndarray, geo: PoolGeometry):
+        if not _float(x) or geo.kernel == (1, 1):
+            return super().avg_pool(x, geo)
+        first, second, *rest = geo.windows()
+        total = np.add(x[first], x[second])
+        for region in rest:
+            np.add(total, x[region], out=total)
+        np.divide(total, geo.kernel[0] * geo.kernel[1], out=total)
         return total
 
-    def avg_pool_backward(self, dout: np.ndarray, x_shape, kh: int, kw: int, stride, out_hw):
+    def avg_pool_backward(self, dout: np.ndarray, geo: PoolGeometry):
         if not _float(dout):
-            return super().avg_pool_backward(dout, x_shape, kh, kw, stride, out_hw)
-        share = dout / (kh * kw)
-        tiles = _tiles(x_shape, kh, kw, stride, out_hw)
-        dx = np.empty(x_shape, dout.dtype) if tiles else np.zeros(x_shape, dout.dtype)
-        for i in range(kh):
-            for j in range(kw):
-                region = dx[self._window(i, j, stride, out_hw)]
-                if tiles:
-                    region[...] = share
-                else:
-                    np.add(region, share, out=region)
+            return super().avg_pool_backward(dout, geo)
+        share = dout / (geo.kernel[0] * geo.kernel[1])
+        shape = (dout.shape[0],) + geo.x_shape[1:]
+        tiles = geo.tiles
+        dx = np.empty(shape, dout.dtype) if tiles else np.zeros(shape, dout.dtype)
+        for region in geo.windows():
+            target = dx[region]
+            if tiles:
+                target[...] = share
+            else:
+                np.add(target, share, out=target)
         return dx
 
     # --- GEMM shapes ------------------------------------------------------------------
@@ -583,6 +599,8 @@ def _updatable(w: np.ndarray, *others: np.ndarray) -> bool:
             and all(a.flags.writeable for a in (w, *others[1:])))
 
 
-def _update_scratch(w: np.ndarray, count: int) -> np.ndarray:
-    """``count`` scratch arrays shaped like ``w`` (contents undefined)."""
-    return _scratch.get("update", count * w.size, w.dtype).reshape(count, *w.shape)
+def _update_scratch(w: np.ndarray, count: int) -> list[np.ndarray]:
+    """``count`` scratch arrays shaped like ``w`` (contents undefined; arrays even for a
+    0-d ``w``, so that ufuncs can write into them)."""
+    buf = _scratch.get("update", count * w.size, w.dtype).reshape(count, *w.shape)
+    return [buf[i, ...] for i in range(count)]

@@ -1,29 +1,42 @@
 """Hot primitives, written once against ``xp``, that a backend may override.
 
 :class:`Ops` is the generic version: portable (Array API subset), the fallback for any
-namespace, and the reference that faster backend versions are tested against.
-``get_ops(xp)`` returns the implementation for a namespace: NumPy gets its own
-subclass, CuPy the one with custom CUDA kernels (``gpunet/cuda``).
+namespace, and the reference that faster backend versions are tested against
+(``numpy_ops.NumpyOps``, ``cupy_ops.CupyOps``; ``get_ops(xp)`` in ``dispatch.py`` picks one).
+Convolutions and pools take a :class:`~gpunet.backend.geometry.ConvGeometry` /
+:class:`~gpunet.backend.geometry.PoolGeometry` built once by the layer.
 
 Convolution columns use one layout everywhere: ``cols`` has shape
 ``(C*kh*kw, N*OH*OW)``, rows ordered ``(c, i, j)`` and columns ``(n, oh, ow)``.
 Convolutions split the batch so that one chunk's columns fit a byte budget
-(``budget``; ``None`` = no limit); a split forward keeps ``x`` instead of the columns and
-the backward pass recomputes them chunk by chunk, with the same results.
+(``budget``; ``None`` = no limit); a split forward keeps ``x`` instead of the columns
+(:class:`ConvSaved`) and the backward pass recomputes them chunk by chunk.
 """
 
 from __future__ import annotations
 
-import threading
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from .namespace import from_host, zeros
+from .geometry import ConvGeometry, PoolGeometry
+from .namespace import from_host, full, zeros
 
 
-def conv_output_size(size: int, k: int, stride: int, pad: int) -> int:
-    """Output length of a window ``k`` sliding with ``stride`` over ``size + 2*pad``."""
-    return (size + 2 * pad - k) // stride + 1
+@dataclass(frozen=True, eq=False)
+class ConvSaved:
+    """What a convolution's forward pass keeps for its backward pass: the whole batch's
+    columns ``cols``, or (batch split into chunks) the input ``x``."""
+
+    x: Any = None
+    cols: Any = None
+
+
+def chunks(n: int, size: int) -> list[tuple[int, int]]:
+    """(start, count) of consecutive chunks of ``size`` samples covering a batch of ``n``;
+    one empty chunk for an empty batch (so that sums over chunks have a first term)."""
+    return [(s, min(size, n - s)) for s in range(0, max(n, 1), size)]
 
 
 class Ops:
@@ -36,8 +49,11 @@ class Ops:
 
     # --- activations ------------------------------------------------------------
     def sigmoid(self, x):
-        """1 / (1 + exp(-x)) in the tanh form: no overflow, no warning, any dtype."""
-        return 0.5 * self.xp.tanh(0.5 * x) + 0.5
+        """1 / (1 + exp(-x)), accurate relative to its value on both tails: with
+        e = exp(-|x|) <= 1 (never overflows), 1 / (1 + e) for x >= 0 and e / (1 + e) below."""
+        xp = self.xp
+        e = xp.exp(-xp.abs(x))
+        return xp.where(x >= 0, 1.0, e) / (1.0 + e)
 
     def sigmoid_backward(self, dy, y):
         """dx from the saved output y = sigmoid(x): dy * y * (1 - y)."""
@@ -66,36 +82,37 @@ class Ops:
         return dy
 
     # --- convolution ------------------------------------------------------------
-    def im2col(self, x, kh: int, kw: int, stride: tuple[int, int], pad: tuple[int, int]):
-        """Columns ``(C*kh*kw, N*OH*OW)`` of the zero-padded ``x`` of shape (N, C, H, W)."""
+    def im2col(self, x, geo: ConvGeometry):
+        """Columns ``(C*kh*kw, n*OH*OW)`` of the zero-padded ``x`` (n, C, H, W)."""
         xp = self.xp
-        n, c, h, w = x.shape
-        (sh, sw), (ph, pw) = stride, pad
-        oh, ow = conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
-        xpad = self._pad(x, ph, pw)
+        n = x.shape[0]
+        _, c, kh, kw = geo.w_shape
+        oh, ow = geo.out_hw
+        xpad = self._pad(x, geo.pad)
         cols = zeros((c, kh, kw, n, oh, ow), like=x)
         for i in range(kh):
             for j in range(kw):
-                patch = xpad[:, :, i : i + sh * (oh - 1) + 1 : sh, j : j + sw * (ow - 1) + 1 : sw]
-                cols[:, i, j, ...] = xp.permute_dims(patch, (1, 0, 2, 3))
+                cols[:, i, j, ...] = xp.permute_dims(xpad[geo.tap(i, j)], (1, 0, 2, 3))
         return xp.reshape(cols, (c * kh * kw, n * oh * ow))
 
-    def col2im(self, cols, x_shape, kh: int, kw: int, stride, pad):
-        """Adjoint of :meth:`im2col`: sum columns back into an array of ``x_shape``."""
+    def col2im(self, cols, geo: ConvGeometry):
+        """Adjoint of :meth:`im2col`: the columns (C*kh*kw, n*OH*OW) summed back into
+        an array (n, C, H, W)."""
         xp = self.xp
-        n, c, h, w = x_shape
-        (sh, sw), (ph, pw) = stride, pad
-        oh, ow = conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
+        _, c, h, w = geo.x_shape
+        _, _, kh, kw = geo.w_shape
+        (oh, ow), (ph, pw) = geo.out_hw, geo.pad
+        n = cols.shape[1] // (oh * ow)
         cols6 = xp.reshape(cols, (c, kh, kw, n, oh, ow))
         dxpad = zeros((n, c, h + 2 * ph, w + 2 * pw), like=cols)
         for i in range(kh):
             for j in range(kw):
-                region = (slice(None), slice(None),
-                          slice(i, i + sh * (oh - 1) + 1, sh), slice(j, j + sw * (ow - 1) + 1, sw))
+                region = geo.tap(i, j)
                 dxpad[region] = dxpad[region] + xp.permute_dims(cols6[:, i, j, ...], (1, 0, 2, 3))
         return dxpad[:, :, ph : ph + h, pw : pw + w]
 
-    def _pad(self, x, ph: int, pw: int):
+    def _pad(self, x, pad):
+        ph, pw = pad
         if ph == 0 and pw == 0:
             return x
         n, c, h, w = x.shape
@@ -105,137 +122,120 @@ class Ops:
 
     # --- convolution layer (im2col + GEMM), split into batch chunks by a column budget ---
     @staticmethod
-    def conv_chunk(n: int, rows: int, out_hw, itemsize: int, budget) -> int:
-        """Samples per chunk so that a chunk's columns (``rows`` x chunk*OH*OW) fit ``budget``
-        bytes (``None``: the whole batch); at least one sample."""
+    def conv_chunk(n: int, sample_bytes: int, budget) -> int:
+        """Samples per chunk so that a chunk's columns (``sample_bytes`` per sample) fit
+        ``budget`` bytes (``None``: the whole batch); at least one sample."""
         if budget is None:
             return max(n, 1)
-        per_sample = rows * out_hw[0] * out_hw[1] * itemsize
-        return max(1, min(n, int(budget // max(per_sample, 1))))
+        return max(1, min(n, int(budget // max(sample_bytes, 1))))
 
-    def conv2d_forward(self, x, w, b, stride, pad, budget=None):
+    def conv2d_forward(self, x, w, b, geo: ConvGeometry, budget=None):
         """Convolution of x (N, C, H, W) with w (F, C, kh, kw) plus b (F,) by im2col and GEMM.
 
-        Returns ``out`` (N, F, OH, OW) and ``saved`` for :meth:`conv2d_backward`: the
-        columns when the whole batch fits ``budget`` bytes, else ``x`` (columns recomputed).
+        Returns ``out`` (N, F, OH, OW) and the :class:`ConvSaved` for :meth:`conv2d_backward`:
+        the columns when the whole batch fits ``budget`` bytes, else ``x``.
         """
         xp = self.xp
-        n, c, h, wd = x.shape
-        f, _, kh, kw = w.shape
-        oh, ow = conv_output_size(h, kh, stride[0], pad[0]), conv_output_size(wd, kw, stride[1], pad[1])
-        w2, b2 = xp.reshape(w, (f, c * kh * kw)), xp.reshape(b, (f, 1))
-        nb = self.conv_chunk(n, c * kh * kw, (oh, ow), _itemsize(x), budget)
+        n, f = x.shape[0], w.shape[0]
+        oh, ow = geo.out_hw
+        w2, b2 = xp.reshape(w, (f, geo.rows)), xp.reshape(b, (f, 1))
+        nb = self.conv_chunk(n, geo.rows * oh * ow * _itemsize(x), budget)
         if nb >= n:
-            cols = self.im2col(x, kh, kw, stride, pad)  # (C*kh*kw, N*OH*OW)
+            cols = self.im2col(x, geo)  # (C*kh*kw, N*OH*OW)
             out = xp.matmul(w2, cols) + b2
-            return xp.permute_dims(xp.reshape(out, (f, n, oh, ow)), (1, 0, 2, 3)), ("cols", cols)
+            return xp.permute_dims(xp.reshape(out, (f, n, oh, ow)), (1, 0, 2, 3)), ConvSaved(cols=cols)
         out = zeros((n, f, oh, ow), like=x)
-        for s in range(0, n, nb):
-            m = min(nb, n - s)
-            part = xp.matmul(w2, self.im2col(x[s : s + m, ...], kh, kw, stride, pad)) + b2
+        for s, m in chunks(n, nb):
+            part = xp.matmul(w2, self.im2col(x[s : s + m, ...], geo)) + b2
             out[s : s + m, ...] = xp.permute_dims(xp.reshape(part, (f, m, oh, ow)), (1, 0, 2, 3))
-        return out, ("x", x)
+        return out, ConvSaved(x=x)
 
-    def conv2d_backward(self, dout, x_shape, w, stride, pad, saved, compute_dx=True, budget=None):
+    def conv2d_backward(self, dout, w, geo: ConvGeometry, saved: ConvSaved, compute_dx: bool = True,
+                        budget=None):
         """Gradients (dx or None, dw, db) of :meth:`conv2d_forward` for dout (N, F, OH, OW)."""
         xp = self.xp
-        n = x_shape[0]
-        f, c, kh, kw = w.shape
-        oh, ow = dout.shape[2], dout.shape[3]
-        w2 = xp.reshape(w, (f, c * kh * kw))
-        kind, data = saved
+        n, f = dout.shape[0], w.shape[0]
+        oh, ow = geo.out_hw
+        w2 = xp.reshape(w, (f, geo.rows))
         db = xp.sum(xp.reshape(xp.permute_dims(dout, (1, 0, 2, 3)), (f, n * oh * ow)), axis=1)
-        if kind == "cols":
-            chunks = [(0, n, data)]
+        if saved.cols is not None:
+            parts = [(0, n, saved.cols)]
         else:
-            nb = self.conv_chunk(n, c * kh * kw, (oh, ow), _itemsize(dout), budget)
-            chunks = [(s, min(nb, n - s), None) for s in range(0, n, nb)]
+            nb = self.conv_chunk(n, geo.rows * oh * ow * _itemsize(dout), budget)
+            parts = [(s, m, None) for s, m in chunks(n, nb)]
         dw = None
-        dx = zeros(x_shape, like=dout) if compute_dx and kind != "cols" else None
-        for s, m, cols in chunks:
+        dx = zeros((n,) + geo.x_shape[1:], like=dout) if compute_dx and len(parts) > 1 else None
+        for s, m, cols in parts:
             if cols is None:
-                cols = self.im2col(data[s : s + m, ...], kh, kw, stride, pad)
+                cols = self.im2col(saved.x[s : s + m, ...], geo)
             d2 = xp.reshape(xp.permute_dims(dout[s : s + m, ...], (1, 0, 2, 3)), (f, m * oh * ow))
             part = xp.matmul(d2, cols.T)
             dw = part if dw is None else dw + part
             if compute_dx:
-                dcols = xp.matmul(w2.T, d2)
-                part_dx = self.col2im(dcols, (m,) + tuple(x_shape[1:]), kh, kw, stride, pad)
+                part_dx = self.col2im(xp.matmul(w2.T, d2), geo)
                 if dx is None:
                     dx = part_dx
                 else:
                     dx[s : s + m, ...] = part_dx
         return dx, xp.reshape(dw, w.shape), db
 
-    def conv_relu_pool_forward(self, x, w, b, stride, pad, pool, budget=None):
-        """s = relu(conv(x) + b) and its max pool; ``pool`` = (kh, kw, stride, out_hw).
+    def conv_relu_pool_forward(self, x, w, b, geo: ConvGeometry, pool: PoolGeometry, budget=None):
+        """s = relu(conv(x) + b) and its max pool over ``pool``.
 
         Returns (s, pooled, saved) with ``saved`` as :meth:`conv2d_forward`'s.
         """
-        a, saved = self.conv2d_forward(x, w, b, stride, pad, budget)
+        a, saved = self.conv2d_forward(x, w, b, geo, budget)
         s = self.relu_(a)  # the convolution's output is ours: rectified in place
-        return s, self.max_pool(s, *pool), saved
+        return s, self.max_pool(s, pool), saved
 
-    def conv_relu_pool_backward(self, dout, s, out, relu_y, pool, x_shape, w, stride, pad, saved,
-                                compute_dx=True, budget=None):
-        """(dx or None, dw, db) of :meth:`conv_relu_pool_forward`: max-pool backward of dout
-        (N, F, PH, PW) from s and out, ReLU backward from relu_y, convolution backward."""
-        ds = self.max_pool_backward(dout, s, out, *pool)
-        ds = self.relu_backward_(ds, relu_y)
-        return self.conv2d_backward(ds, x_shape, w, stride, pad, saved, compute_dx, budget)
+    def conv_relu_pool_backward(self, dout, s, out, w, geo: ConvGeometry, pool: PoolGeometry, saved: ConvSaved,
+                                compute_dx: bool = True, budget=None):
+        """(dx or None, dw, db) of :meth:`conv_relu_pool_forward` for dout (N, F, PH, PW),
+        from its s and pooled output ``out``: max-pool, ReLU and convolution backward."""
+        ds = self.max_pool_backward(dout, s, out, pool)
+        ds = self.relu_backward_(ds, s)
+        return self.conv2d_backward(ds, w, geo, saved, compute_dx, budget)
 
     # --- pooling: a loop over the kh*kw window offsets, each a strided slice ----------
-    @staticmethod
-    def _window(i: int, j: int, stride, out_hw):
-        """Index of the input elements at window offset (i, j) of every output position."""
-        (sh, sw), (oh, ow) = stride, out_hw
-        return (slice(None), slice(None), slice(i, i + sh * (oh - 1) + 1, sh),
-                slice(j, j + sw * (ow - 1) + 1, sw))
-
-    def max_pool(self, x, kh: int, kw: int, stride, out_hw):
-        """Maximum of x (N, C, H, W) over each (kh, kw) window: (N, C, OH, OW)."""
+    def max_pool(self, x, geo: PoolGeometry):
+        """Maximum of x (N, C, H, W) over each window: (N, C, OH, OW); NaN if the window
+        holds one."""
         xp = self.xp
-        out = x[self._window(0, 0, stride, out_hw)]
-        for i in range(kh):
-            for j in range(kw):
-                if i or j:
-                    out = xp.maximum(out, x[self._window(i, j, stride, out_hw)])
+        first, *rest = geo.windows()
+        out = x[first]
+        for region in rest:
+            out = xp.maximum(out, x[region])
         return out
 
-    def max_pool_backward(self, dout, x, out, kh: int, kw: int, stride, out_hw):
-        """dx (N, C, H, W): each dout goes to the first maximum of its window (row-major)."""
+    def max_pool_backward(self, dout, x, out, geo: PoolGeometry):
+        """dx (N, C, H, W): each dout goes to the first maximum of its window (row-major),
+        or, in a window holding NaN, to its last NaN (both as PyTorch)."""
         xp = self.xp
+        windows = geo.windows()
+        chosen = full(out.shape, -1, like=out, dtype=xp.int32)  # the window offset that gets dout
+        for k, region in enumerate(windows):
+            v = x[region]
+            first_max = xp.logical_and(v == out, chosen < 0)
+            chosen = xp.where(xp.logical_or(first_max, xp.isnan(v)), k, chosen)
         dx = zeros(x.shape, like=dout)
-        routed = None  # positions whose gradient has been sent already
-        for i in range(kh):
-            for j in range(kw):
-                region = self._window(i, j, stride, out_hw)
-                hit = x[region] == out
-                if routed is not None:
-                    hit = xp.logical_and(hit, xp.logical_not(routed))
-                    routed = xp.logical_or(routed, hit)
-                else:
-                    routed = hit
-                dx[region] = dx[region] + xp.where(hit, dout, 0.0)
+        for k, region in enumerate(windows):
+            dx[region] = dx[region] + xp.where(chosen == k, dout, 0.0)
         return dx
 
-    def avg_pool(self, x, kh: int, kw: int, stride, out_hw):
-        """Mean of x (N, C, H, W) over each (kh, kw) window: (N, C, OH, OW)."""
-        total = x[self._window(0, 0, stride, out_hw)]
-        for i in range(kh):
-            for j in range(kw):
-                if i or j:
-                    total = total + x[self._window(i, j, stride, out_hw)]
-        return total / (kh * kw)
+    def avg_pool(self, x, geo: PoolGeometry):
+        """Mean of x (N, C, H, W) over each window: (N, C, OH, OW)."""
+        first, *rest = geo.windows()
+        total = x[first]
+        for region in rest:
+            total = total + x[region]
+        return total / (geo.kernel[0] * geo.kernel[1])
 
-    def avg_pool_backward(self, dout, x_shape, kh: int, kw: int, stride, out_hw):
-        """dx of ``x_shape``: dout / (kh*kw) added to every element of its window."""
-        share = dout / (kh * kw)
-        dx = zeros(x_shape, like=dout)
-        for i in range(kh):
-            for j in range(kw):
-                region = self._window(i, j, stride, out_hw)
-                dx[region] = dx[region] + share
+    def avg_pool_backward(self, dout, geo: PoolGeometry):
+        """dx (N, C, H, W): dout / (kh*kw) added to every element of its window."""
+        share = dout / (geo.kernel[0] * geo.kernel[1])
+        dx = zeros((dout.shape[0],) + geo.x_shape[1:], like=dout)
+        for region in geo.windows():
+            dx[region] = dx[region] + share
         return dx
 
     # --- GEMM shapes ------------------------------------------------------------------
@@ -287,35 +287,3 @@ def host_dtype(dtype) -> np.dtype:
 
 def _itemsize(a) -> int:
     return host_dtype(a.dtype).itemsize
-
-
-_cache: dict[str, Ops] = {}
-_cache_lock = threading.Lock()
-
-
-def get_ops(xp) -> Ops:
-    """The primitives for namespace ``xp``, built once and cached."""
-    key = xp.__name__
-    with _cache_lock:
-        ops = _cache.get(key)
-        if ops is None:
-            if xp is np:
-                from .numpy_ops import NumpyOps
-
-                ops = NumpyOps(xp)
-            elif key == "cupy":
-                from ..cuda.ops import CupyOps
-
-                ops = CupyOps(xp)
-            else:
-                ops = Ops(xp)
-            _cache[key] = ops
-        return ops
-
-
-def __getattr__(name):
-    if name == "NumpyOps":  # the class lives in numpy_ops.py (NumPy-only code)
-        from .numpy_ops import NumpyOps
-
-        return NumpyOps
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

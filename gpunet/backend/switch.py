@@ -35,9 +35,9 @@ def resolve(name: str, what: str = "backend") -> str:
     ``"auto"`` becomes ``"cupy"`` when a CUDA device is usable, else ``"numpy"``.
     ``what`` names the argument in the error (e.g. the environment variable).
     """
-    from .. import _validate  # it imports the backend: import it when first needed
-
-    name = _validate.choice(what, name.lower() if isinstance(name, str) else name, CHOICES)
+    if not (isinstance(name, str) and name.lower() in CHOICES):  # not _validate: it imports the backend
+        raise ValueError(f"{what} must be one of {', '.join(map(repr, CHOICES))}, got {name!r}")
+    name = name.lower()
     if name == "auto":
         cupy, reason = cupy_status()
         chosen = "numpy" if cupy is None else "cupy"
@@ -81,7 +81,7 @@ def _default_from_env() -> str:
             "`with gpunet.use_backend(name):`")
     try:
         chosen = resolve(env, what=ENV_VAR)
-    except ValueError as exc:  # an ArgumentError
+    except ValueError as exc:
         raise type(exc)(f"{exc}; {hint}") from None
     except BackendUnavailableError as exc:
         raise BackendUnavailableError(f"{ENV_VAR}={env!r}: {exc}; or {hint}") from None

@@ -13,10 +13,12 @@ SIGMOID_FORWARD = LazyKernel(
     "T x", "T y",
     """
     typedef typename gpunet_acc<T>::type A;
-    y = T(A(0.5) * tanh(A(0.5) * A(x)) + A(0.5));
+    const A e = exp(-fabs(A(x)));
+    y = T((A(x) >= A(0) ? A(1) : e) / (A(1) + e));
     """,
     preamble=ACCUMULATOR_PREAMBLE,
-    doc="y = sigmoid(x) in the tanh form 0.5*tanh(0.5*x) + 0.5: no exp, no overflow.",
+    doc="y = sigmoid(x) = 1/(1+e) for x >= 0, e/(1+e) below, e = exp(-|x|): accurate relative "
+        "to y on both tails, no overflow.",
 )
 
 SIGMOID_BACKWARD = LazyKernel(

@@ -2,17 +2,17 @@
 one thread per input pixel sums the columns that touch it; no atomics, deterministic).
 
 Column layout as in :mod:`gpunet.backend.ops`: ``cols`` has shape ``(C*kh*kw, N*OH*OW)``,
-rows ordered ``(c, i, j)``, columns ``(n, oh, ow)``. Stride and padding are (h, w)
-pairs; dilation is 1. Conv forward/backward then need one GEMM per product
-(``xp.matmul`` = cuBLAS on CuPy).
+rows ordered ``(c, i, j)``, columns ``(n, oh, ow)``. The geometry (stride, padding and
+dilation as (h, w) pairs, output size floored) is a
+:class:`~gpunet.backend.geometry.ConvGeometry`. Conv forward/backward then need one GEMM
+per product (``xp.matmul`` = cuBLAS on CuPy).
 """
 
-from ..backend.ops import conv_output_size
+from ..backend.geometry import ConvGeometry
 from .lazy import ACCUMULATOR_PREAMBLE, LazyKernel
 
-_GEOMETRY = ("int32 C, int32 H, int32 W, int32 kh, int32 kw, int32 sh, int32 sw, "
-             "int32 ph, int32 pw, int32 N, int32 OH, int32 OW")
-_GEOMETRY_NAMES = ("C", "H", "W", "kh", "kw", "sh", "sw", "ph", "pw", "N", "OH", "OW")
+_GEOMETRY_NAMES = ("C", "H", "W", "kh", "kw", "sh", "sw", "ph", "pw", "dh", "dw", "N", "OH", "OW")
+_GEOMETRY = ", ".join(f"int32 {name}" for name in _GEOMETRY_NAMES)
 
 IM2COL = LazyKernel(
     "gpunet_im2col",
@@ -26,13 +26,13 @@ IM2COL = LazyKernel(
     const ptrdiff_t kj = t % kw;  t /= kw;
     const ptrdiff_t ki = t % kh;
     const ptrdiff_t c = t / kh;
-    const ptrdiff_t y = oh * sh - ph + ki;
-    const ptrdiff_t xw = ow * sw - pw + kj;
+    const ptrdiff_t y = oh * sh - ph + ki * dh;
+    const ptrdiff_t xw = ow * sw - pw + kj * dw;
     col = (y >= 0 && y < H && xw >= 0 && xw < W) ? x[((n * C + c) * H + y) * W + xw] : T(0);
     """,
     scalars=_GEOMETRY_NAMES,
     raw_ndim={"x": 4},
-    doc="col[(c,ki,kj), (n,oh,ow)] = x[n, c, oh*sh - ph + ki, ow*sw - pw + kj], 0 outside x.",
+    doc="col[(c,ki,kj), (n,oh,ow)] = x[n, c, oh*sh - ph + ki*dh, ow*sw - pw + kj*dw], 0 outside x.",
 )
 
 COL2IM = LazyKernel(
@@ -48,13 +48,16 @@ COL2IM = LazyKernel(
     const ptrdiff_t n = t / C;
     const ptrdiff_t P = (ptrdiff_t)OH * OW;
     A acc = A(0);
-    // window offsets (ki, kj) in increasing order, as the generic col2im adds them
-    for (ptrdiff_t ki = py % sh; ki < kh && ki <= py; ki += sh) {
-      const ptrdiff_t oh = (py - ki) / sh;
-      if (oh >= OH) continue;
-      for (ptrdiff_t kj = px % sw; kj < kw && kj <= px; kj += sw) {
-        const ptrdiff_t ow = (px - kj) / sw;
-        if (ow >= OW) continue;
+    // kernel taps (ki, kj) in increasing order, as the generic col2im adds them; tap ki
+    // meets the pixel from output row oh = (py - ki*dh) / sh when that divides exactly
+    for (ptrdiff_t ki = 0; ki < kh && ki * dh <= py; ++ki) {
+      const ptrdiff_t ty = py - ki * dh;
+      const ptrdiff_t oh = ty / sh;
+      if (oh * sh != ty || oh >= OH) continue;
+      for (ptrdiff_t kj = 0; kj < kw && kj * dw <= px; ++kj) {
+        const ptrdiff_t tx = px - kj * dw;
+        const ptrdiff_t ow = tx / sw;
+        if (ow * sw != tx || ow >= OW) continue;
         acc += A(col[(((c * kh + ki) * kw + kj) * N + n) * P + oh * OW + ow]);
       }
     }
@@ -67,33 +70,28 @@ COL2IM = LazyKernel(
 )
 
 
-def _geometry(x_shape, kh, kw, stride, pad):
-    n, c, h, w = x_shape
-    (sh, sw), (ph, pw) = stride, pad
-    oh, ow = conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
-    if min(kh, kw, sh, sw) < 1 or min(ph, pw) < 0 or oh < 1 or ow < 1:
-        raise ValueError(
-            f"no output for input (H, W) = {(h, w)}, kernel {(kh, kw)}, stride {stride}, "
-            f"pad {pad}: need kernel/stride >= 1, pad >= 0 and kernel <= input + 2*pad")
-    return (c, h, w, kh, kw, sh, sw, ph, pw, n, oh, ow)
+def _scalars(geo: ConvGeometry, n: int) -> tuple[int, ...]:
+    """The kernels' geometry scalars (``_GEOMETRY_NAMES``) for ``n`` samples."""
+    _, c, h, w = geo.x_shape
+    _, _, kh, kw = geo.w_shape
+    return (c, h, w, kh, kw, *geo.stride, *geo.pad, *geo.dilation, n, *geo.out_hw)
 
 
-def im2col(xp, x, kh: int, kw: int, stride, pad):
-    """Columns ``(C*kh*kw, N*OH*OW)`` of the zero-padded ``x`` (N, C, H, W), one kernel launch."""
-    geometry = _geometry(x.shape, kh, kw, stride, pad)
-    c, n, oh, ow = geometry[0], geometry[9], geometry[10], geometry[11]
-    cols = xp.empty((c * kh * kw, n * oh * ow), dtype=x.dtype)
-    IM2COL(xp.ascontiguousarray(x), *geometry, cols)
+def im2col(xp, x, geo: ConvGeometry):
+    """Columns ``(C*kh*kw, n*OH*OW)`` of the zero-padded ``x`` (n, C, H, W), one kernel launch."""
+    n, (oh, ow) = x.shape[0], geo.out_hw
+    cols = xp.empty((geo.rows, n * oh * ow), dtype=x.dtype)
+    IM2COL(xp.ascontiguousarray(x), *_scalars(geo, n), cols)
     return cols
 
 
-def col2im(xp, cols, x_shape, kh: int, kw: int, stride, pad):
-    """Adjoint of :func:`im2col`: an array of ``x_shape`` (N, C, H, W) summing ``cols``."""
-    geometry = _geometry(tuple(x_shape), kh, kw, stride, pad)
-    c, n, oh, ow = geometry[0], geometry[9], geometry[10], geometry[11]
-    if tuple(cols.shape) != (c * kh * kw, n * oh * ow):
-        raise ValueError(f"cols has shape {tuple(cols.shape)}; expected "
-                         f"{(c * kh * kw, n * oh * ow)} for x_shape {tuple(x_shape)}")
-    img = xp.empty(tuple(x_shape), dtype=cols.dtype)
-    COL2IM(xp.ascontiguousarray(cols), *geometry, img)
+def col2im(xp, cols, geo: ConvGeometry):
+    """Adjoint of :func:`im2col`: the columns (C*kh*kw, n*OH*OW) summed into (n, C, H, W)."""
+    oh, ow = geo.out_hw
+    n = cols.shape[1] // (oh * ow)
+    if tuple(cols.shape) != (geo.rows, n * oh * ow):
+        raise ValueError(f"cols has shape {tuple(cols.shape)}; expected (C*kh*kw, n*OH*OW) = "
+                         f"({geo.rows}, n*{oh * ow}) for the geometry {geo}")
+    img = xp.empty((n,) + geo.x_shape[1:], dtype=cols.dtype)
+    COL2IM(xp.ascontiguousarray(cols), *_scalars(geo, n), img)
     return img

@@ -38,7 +38,7 @@ def leaky_relu_backward(dout, cache):
 
 
 def sigmoid_forward(x):
-    """1 / (1 + exp(-x)) without overflow (tanh form). Returns out and cache out."""
+    """1 / (1 + exp(-x)), accurate on both tails, no overflow. Returns out and cache out."""
     xp = _validate.float_inputs("sigmoid_forward", x=x)
     out = get_ops(xp).sigmoid(x)
     return out, out

@@ -9,7 +9,7 @@ from .activations import relu_backward, relu_forward
 from .affine import _flat, affine_grads
 from .conv import checked_inputs, conv_backward, conv_forward
 from .normalization import spatial_batchnorm_backward, spatial_batchnorm_forward
-from .pooling import pool_geometry, pool_shape_geometry
+from .pooling import pool_geometry
 
 
 def affine_relu_forward(x, w, b):
@@ -46,22 +46,19 @@ def conv_relu_pool_forward(x, w, b, conv_param, pool_param):
     One primitive, ``get_ops(xp).conv_relu_pool_forward``, so that a backend can fuse the
     three (NumPy: ReLU and pooling of each chunk of the convolution while it is in cache).
     """
-    xp, stride, pad, (oh, ow) = checked_inputs("conv_forward", x, w, b, conv_param)
-    pool = pool_shape_geometry("max_pool_forward", (x.shape[0], w.shape[0], oh, ow), pool_param)
-    s, out, saved = get_ops(xp).conv_relu_pool_forward(x, w, b, stride, pad, pool, _conv.get_column_budget())
-    return out, ((x.shape, w, b, stride, pad, saved), s, (s, out, pool_param))
+    xp, geo = checked_inputs("conv_forward", x, w, b, conv_param)
+    pool = pool_geometry("max_pool_forward", geo.out_shape, pool_param)
+    s, out, saved = get_ops(xp).conv_relu_pool_forward(x, w, b, geo, pool, _conv.get_column_budget())
+    return out, ((w, geo, saved), s, (s, out, pool))
 
 
 def conv_relu_pool_backward(dout, cache, compute_dx: bool = True):
     """Gradients (dx, dw, db) of :func:`conv_relu_pool_forward`."""
-    conv_cache, relu_cache, pool_cache = cache
-    s, out, pool_param = pool_cache
+    (w, geo, saved), s, (_, out, pool) = cache
     xp = _validate.float_inputs("max_pool_backward", dout=dout, x=s)
-    pool = pool_geometry("max_pool_backward", s, pool_param)
     _validate.shape("max_pool_backward", "dout", dout, out.shape, "(N, C, OH, OW) of the forward pass")
-    x_shape, w, _, stride, pad, saved = conv_cache
-    return get_ops(xp).conv_relu_pool_backward(dout, s, out, relu_cache, pool, x_shape, w, stride, pad, saved,
-                                               compute_dx, _conv.get_column_budget())
+    return get_ops(xp).conv_relu_pool_backward(dout, s, out, w, geo, pool, saved, compute_dx,
+                                               _conv.get_column_budget())
 
 
 def conv_bn_relu_forward(x, w, b, gamma, beta, conv_param, bn_param):

@@ -13,6 +13,7 @@ import pytest
 
 import offline
 from gpunet.backend import cupy_status
+from gpunet.backend.geometry import ConvGeometry
 from gpunet.backend.ops import Ops
 from gpunet.cuda import conv, optim
 from gpunet.cuda.lazy import KERNELS
@@ -96,21 +97,22 @@ def test_optimizer_kernels_update_in_place(cp, ops, rng, dtype, rule):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("x_shape,kernel,stride,pad", [
-    ((2, 3, 7, 6), (3, 2), (2, 3), (1, 2)),
-    ((2, 2, 6, 7), (5, 3), (3, 3), (2, 1)),
-    ((64, 16, 32, 32), (3, 3), (1, 1), (1, 1)),  # 9.4M column elements: many blocks
+@pytest.mark.parametrize("x_shape,kernel,stride,pad,dilation", [
+    ((2, 3, 7, 6), (3, 2), (2, 3), (1, 2), (1, 1)),
+    ((2, 2, 6, 7), (5, 3), (3, 3), (2, 1), (1, 1)),
+    ((2, 3, 11, 10), (3, 3), (2, 3), (1, 2), (2, 1)),  # dilated, floored
+    ((64, 16, 32, 32), (3, 3), (1, 1), (1, 1), (1, 1)),  # 9.4M column elements: many blocks
 ])
-def test_conv_kernels(cp, ops, rng, dtype, x_shape, kernel, stride, pad):
+def test_conv_kernels(cp, ops, rng, dtype, x_shape, kernel, stride, pad, dilation):
+    geo = ConvGeometry(x_shape, (1, x_shape[1], *kernel), stride, pad, dilation)
     x = rng.standard_normal(x_shape).astype(dtype)
-    cols = ops.im2col(cp.asarray(x), *kernel, stride, pad)
-    _close(cols, Ops(cp).im2col(cp.asarray(x), *kernel, stride, pad), dtype, what="im2col")
+    cols = ops.im2col(cp.asarray(x), geo)
+    _close(cols, Ops(cp).im2col(cp.asarray(x), geo), dtype, what="im2col")
     c = rng.standard_normal(cols.shape).astype(dtype)
-    back = ops.col2im(cp.asarray(c), x_shape, *kernel, stride, pad)
-    _close(back, Ops(cp).col2im(cp.asarray(c), x_shape, *kernel, stride, pad), dtype,
-           what="col2im")
+    back = ops.col2im(cp.asarray(c), geo)
+    _close(back, Ops(cp).col2im(cp.asarray(c), geo), dtype, what="col2im")
     if x.size < 10_000:
-        _close(back, _generic_numpy("col2im", c, x_shape, *kernel, stride, pad), dtype)
+        _close(back, _generic_numpy("col2im", c, geo), dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -160,11 +162,12 @@ def _canonical_call(cp, name, dtype):
     d = np.dtype(dtype)
     a = cp.linspace(-1, 1, 1000, dtype=d)
     b = cp.linspace(1, -1, 1000, dtype=d)
+    geo = ConvGeometry((2, 3, 5, 5), (1, 3, 3, 3), (1, 1), (1, 1))
     if name == "gpunet_im2col":
-        conv.im2col(cp, cp.ones((2, 3, 5, 5), d), 3, 3, (1, 1), (1, 1))
+        conv.im2col(cp, cp.ones((2, 3, 5, 5), d), geo)
         return (d, d)
     if name == "gpunet_col2im":
-        conv.col2im(cp, cp.ones((27, 50), d), (2, 3, 5, 5), 3, 3, (1, 1), (1, 1))
+        conv.col2im(cp, cp.ones((27, 50), d), geo)
         return (d, d)
     if name == "gpunet_sgd_momentum":
         optim.sgd_momentum(a, b, a.copy(), 0.1, 0.9)

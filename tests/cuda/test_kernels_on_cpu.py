@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 
 import offline
-from gpunet.backend.ops import Ops, conv_output_size
+from gpunet.backend.cupy_ops import CupyOps
+from gpunet.backend.geometry import ConvGeometry
+from gpunet.backend.ops import Ops
 from gpunet.cuda import conv
 from gpunet.cuda.lazy import KERNELS, LazyKernel, all_kernels
-from gpunet.cuda.ops import CupyOps
 from tolerances import TOL
 
 offline.require_cupy()
@@ -36,13 +37,19 @@ IM2COL_SWAPPED_WINDOW = LazyKernel(
     .replace("ki = t % kh;", "ki = t % kw;").replace("c = t / kh;", "c = t / kw;"),
     scalars=conv.IM2COL.scalars, raw_ndim=conv.IM2COL.raw_ndim, doc="kh/kw swapped",
     register=False)
-MUTANTS = [RELU_BACKWARD_AT_KINK, IM2COL_SWAPPED_WINDOW]
+COL2IM_WITHOUT_ROW_DILATION = LazyKernel(
+    "gpunet_col2im_mutant", conv.COL2IM.in_params, conv.COL2IM.out_params,
+    conv.COL2IM.operation.replace("ki * dh <= py", "ki <= py").replace("py - ki * dh", "py - ki"),
+    preamble=conv.COL2IM.preamble, scalars=conv.COL2IM.scalars, raw_ndim=conv.COL2IM.raw_ndim,
+    doc="row dilation dropped", register=False)
+MUTANTS = [RELU_BACKWARD_AT_KINK, IM2COL_SWAPPED_WINDOW, COL2IM_WITHOUT_ROW_DILATION]
 
 
 @pytest.fixture(scope="module")
 def library(tmp_path_factory):
     assert RELU_BACKWARD_AT_KINK.operation != KERNELS["gpunet_relu_backward"].operation
     assert IM2COL_SWAPPED_WINDOW.operation != conv.IM2COL.operation
+    assert "ki * dh" not in COL2IM_WITHOUT_ROW_DILATION.operation and "ki * dh" in conv.COL2IM.operation
     return offline.CpuLibrary(all_kernels() + MUTANTS, tmp_path_factory.mktemp("cpu_kernels"))
 
 
@@ -103,6 +110,21 @@ def test_sigmoid(cpu_ops, rng, dtype, layout):
     x = np.concatenate([offline.special_values(dtype)] * 20
                        + [rng.standard_normal(85).astype(dtype)])
     compare(cpu_ops, "gpunet_sigmoid_forward", "sigmoid", _layout(x, layout))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sigmoid_is_accurate_relative_to_its_value_on_both_tails(cpu_ops, dtype):
+    """Against 1 / (1 + exp(-x)) with 40 digits (mpmath), down to the smallest normal result:
+    within 3 eps relative (exp, 1 + e and the division each round once)."""
+    mpmath = pytest.importorskip("mpmath")
+    lo = float(np.log(np.finfo(dtype).smallest_normal)) + 1
+    x = np.linspace(lo, -lo, 1001).astype(dtype)
+    launches = cpu_ops.runners["gpunet_sigmoid_forward"].calls
+    got = cpu_ops.sigmoid(x).astype(np.float64)
+    assert cpu_ops.runners["gpunet_sigmoid_forward"].calls == launches + 1
+    with mpmath.workdps(40):
+        want = np.array([float(1 / (1 + mpmath.exp(-mpmath.mpf(float(v))))) for v in x])
+    assert np.max(np.abs(got - want) / want) <= 3 * np.finfo(dtype).eps
 
 
 @LAYOUT
@@ -171,30 +193,40 @@ def test_adam_in_place(cpu_ops, rng, dtype, layout, t):
 
 # --- convolution -----------------------------------------------------------------------
 
-# (x shape (N, C, H, W), (kh, kw), stride, pad): non-square kernels, stride 1-3, padding
+# (x shape (N, C, H, W), (kh, kw), stride, pad, dilation): non-square kernels, stride 1-3,
+# padding, dilation, and inputs whose last rows/columns no window reaches (floored)
 CONV_CASES = [
-    ((2, 3, 7, 6), (3, 2), (2, 3), (1, 2)),
-    ((1, 2, 5, 5), (3, 3), (1, 1), (1, 1)),
-    ((2, 1, 8, 9), (2, 4), (3, 2), (0, 1)),
-    ((1, 3, 4, 4), (1, 1), (2, 2), (0, 0)),
-    ((2, 2, 6, 7), (5, 3), (3, 3), (2, 1)),
-    ((1, 1, 2, 3), (4, 4), (1, 2), (2, 2)),  # kernel larger than the unpadded input
-    ((3, 2, 9, 5), (2, 3), (2, 1), (0, 2)),
+    ((2, 3, 7, 6), (3, 2), (2, 3), (1, 2), (1, 1)),
+    ((1, 2, 5, 5), (3, 3), (1, 1), (1, 1), (1, 1)),
+    ((2, 1, 8, 9), (2, 4), (3, 2), (0, 1), (1, 1)),
+    ((1, 3, 4, 4), (1, 1), (2, 2), (0, 0), (1, 1)),
+    ((2, 2, 6, 7), (5, 3), (3, 3), (2, 1), (1, 1)),
+    ((1, 1, 2, 3), (4, 4), (1, 2), (2, 2), (1, 1)),  # kernel larger than the unpadded input
+    ((3, 2, 9, 5), (2, 3), (2, 1), (0, 2), (1, 1)),
+    ((2, 2, 8, 7), (3, 3), (2, 2), (0, 0), (1, 1)),  # floored in both directions
+    ((1, 2, 10, 9), (4, 2), (3, 2), (1, 0), (1, 1)),  # floored
+    ((2, 2, 9, 8), (3, 3), (1, 1), (2, 2), (2, 2)),  # dilated
+    ((1, 3, 11, 10), (3, 3), (2, 3), (1, 2), (2, 1)),  # dilated, strided, floored
+    ((2, 1, 7, 7), (2, 2), (1, 1), (3, 3), (3, 2)),  # dilated, padding beyond the extent
 ]
-CONV_IDS = ["x{}-k{}x{}-s{}{}-p{}{}".format("x".join(map(str, s)), *k, *st, *p)
-            for s, k, st, p in CONV_CASES]
-CONV = pytest.mark.parametrize("x_shape,kernel,stride,pad", CONV_CASES, ids=CONV_IDS)
+CONV_IDS = ["x{}-k{}x{}-s{}{}-p{}{}-d{}{}".format("x".join(map(str, s)), *k, *st, *p, *d)
+            for s, k, st, p, d in CONV_CASES]
+CONV = pytest.mark.parametrize("x_shape,kernel,stride,pad,dilation", CONV_CASES, ids=CONV_IDS)
 
 
-def naive_im2col(x, kh, kw, stride, pad):
-    """Loop reference: cols[(c,i,j), (n,oh,ow)] = x[n, c, oh*sh-ph+i, ow*sw-pw+j] or 0."""
+def _geo(x_shape, kernel, stride, pad, dilation, f=1):
+    return ConvGeometry(x_shape, (f, x_shape[1], *kernel), stride, pad, dilation)
+
+
+def naive_im2col(x, geo):
+    """Loop reference: cols[(c,i,j), (n,oh,ow)] = x[n, c, oh*sh-ph+i*dh, ow*sw-pw+j*dw] or 0."""
     n, c, h, w = x.shape
-    (sh, sw), (ph, pw) = stride, pad
-    oh, ow = conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
+    _, _, kh, kw = geo.w_shape
+    (oh, ow), (sh, sw), (ph, pw), (dh, dw) = geo.out_hw, geo.stride, geo.pad, geo.dilation
     cols = np.zeros((c * kh * kw, n * oh * ow), x.dtype)
     for ci, i, j, ni, a, b in itertools.product(range(c), range(kh), range(kw), range(n),
                                                range(oh), range(ow)):
-        y, xx = a * sh - ph + i, b * sw - pw + j
+        y, xx = a * sh - ph + i * dh, b * sw - pw + j * dw
         if 0 <= y < h and 0 <= xx < w:
             cols[(ci * kh + i) * kw + j, (ni * oh + a) * ow + b] = x[ni, ci, y, xx]
     return cols
@@ -209,54 +241,84 @@ def _conv_input(shape, dtype, rng):
     return x
 
 
+def test_the_cases_cover_floored_and_dilated_geometries():
+    geos = [_geo(*case) for case in CONV_CASES]
+    floored = [g for g in geos if any((size + 2 * p - d * (k - 1) - 1) % s for size, k, s, p, d in
+                                      zip(g.x_shape[2:], g.w_shape[2:], g.stride, g.pad, g.dilation))]
+    assert len(floored) >= 3 and any(max(g.dilation) > 1 for g in floored)
+
+
 @CONV
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_im2col(cpu_ops, rng, dtype, x_shape, kernel, stride, pad):
+def test_im2col(cpu_ops, rng, dtype, x_shape, kernel, stride, pad, dilation):
     x = _conv_input(x_shape, dtype, rng)
-    got, _ = compare(cpu_ops, "gpunet_im2col", "im2col", x, *kernel, stride, pad)
-    offline.assert_matches(got, naive_im2col(x, *kernel, stride, pad), TOL[np.dtype(dtype)],
-                           what="im2col vs loops")
+    geo = _geo(x_shape, kernel, stride, pad, dilation)
+    got, _ = compare(cpu_ops, "gpunet_im2col", "im2col", x, geo)
+    offline.assert_matches(got, naive_im2col(x, geo), TOL[np.dtype(dtype)], what="im2col vs loops")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_im2col_of_a_non_contiguous_input(cpu_ops, rng, dtype):
     x = np.moveaxis(rng.standard_normal((2, 7, 6, 3)).astype(dtype), 3, 1)  # NHWC memory
     assert not x.flags.c_contiguous
-    compare(cpu_ops, "gpunet_im2col", "im2col", x, 3, 2, (2, 1), (1, 0))
+    compare(cpu_ops, "gpunet_im2col", "im2col", x, _geo(x.shape, (3, 2), (2, 1), (1, 0), (1, 1)))
 
 
 @CONV
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_col2im(cpu_ops, rng, dtype, x_shape, kernel, stride, pad):
-    n, c, h, w = x_shape
-    rows = c * kernel[0] * kernel[1]
-    cols_n = n * conv_output_size(h, kernel[0], stride[0], pad[0]) \
-        * conv_output_size(w, kernel[1], stride[1], pad[1])
-    cols = _conv_input((rows, cols_n), dtype, rng)
-    compare(cpu_ops, "gpunet_col2im", "col2im", cols, x_shape, *kernel, stride, pad)
+def test_col2im(cpu_ops, rng, dtype, x_shape, kernel, stride, pad, dilation):
+    geo = _geo(x_shape, kernel, stride, pad, dilation)
+    cols = _conv_input((geo.rows, x_shape[0] * geo.out_hw[0] * geo.out_hw[1]), dtype, rng)
+    compare(cpu_ops, "gpunet_col2im", "col2im", cols, geo)
 
 
 @CONV
-def test_col2im_is_the_adjoint_of_im2col(cpu_ops, rng, x_shape, kernel, stride, pad):
+def test_col2im_is_the_adjoint_of_im2col(cpu_ops, rng, x_shape, kernel, stride, pad, dilation):
+    geo = _geo(x_shape, kernel, stride, pad, dilation)
     x = rng.standard_normal(x_shape)
-    cols = cpu_ops.im2col(x, *kernel, stride, pad)
+    cols = cpu_ops.im2col(x, geo)
     c = rng.standard_normal(cols.shape)
-    back = cpu_ops.col2im(c, x_shape, *kernel, stride, pad)
+    back = cpu_ops.col2im(c, geo)
     np.testing.assert_allclose(np.sum(cols * c), np.sum(x * back), rtol=1e-12)
+
+
+@CONV
+@pytest.mark.parametrize("budget", [None, 1])
+def test_the_convolution_layer_through_the_kernels(cpu_ops, rng, x_shape, kernel, stride, pad, dilation, budget):
+    """CupyOps.conv2d_forward/backward (generic code, im2col/col2im kernels; ``budget=1``:
+    one sample per chunk) against the generic NumPy code."""
+    geo = _geo(x_shape, kernel, stride, pad, dilation, f=3)
+    x, w, b = rng.standard_normal(x_shape), rng.standard_normal(geo.w_shape), rng.standard_normal(3)
+    dout = rng.standard_normal(geo.out_shape)
+    got, saved = cpu_ops.conv2d_forward(x, w, b, geo, budget)
+    want, want_saved = GENERIC.conv2d_forward(x, w, b, geo, budget)
+    grads = cpu_ops.conv2d_backward(dout, w, geo, saved, True, budget)
+    want_grads = GENERIC.conv2d_backward(dout, w, geo, want_saved, True, budget)
+    assert cpu_ops.runners["gpunet_im2col"].calls > 0 and cpu_ops.runners["gpunet_col2im"].calls > 0
+    for g, e in zip((got, *grads), (want, *want_grads)):
+        np.testing.assert_allclose(g, e, **TOL[np.dtype("float64")])
+
+
+def test_conv_kernels_on_an_empty_batch(cpu_ops):
+    geo = _geo((0, 2, 5, 5), (3, 3), (1, 1), (1, 1), (1, 1))
+    assert cpu_ops.im2col(np.zeros((0, 2, 5, 5)), geo).shape == (18, 0)
+    assert cpu_ops.col2im(np.zeros((18, 0)), geo).shape == (0, 2, 5, 5)
 
 
 def test_mutated_im2col_kernel_is_caught(library, cpu_ops, rng, monkeypatch):
     monkeypatch.setattr(conv.IM2COL, "_kernel", library.kernel(IM2COL_SWAPPED_WINDOW))
     x = rng.standard_normal((2, 3, 7, 6)).astype(np.float32)
+    geo = _geo(x.shape, (3, 2), (2, 3), (1, 2), (1, 1))
     with pytest.raises(AssertionError, match="elements differ"):
-        offline.assert_matches(cpu_ops.im2col(x, 3, 2, (2, 3), (1, 2)),
-                               GENERIC.im2col(x, 3, 2, (2, 3), (1, 2)), TOL[x.dtype])
+        offline.assert_matches(cpu_ops.im2col(x, geo), GENERIC.im2col(x, geo), TOL[x.dtype])
 
 
-def test_im2col_without_output_is_a_clear_error(cpu_ops):
-    x = np.zeros((1, 1, 2, 2), np.float32)
-    with pytest.raises(ValueError, match="kernel <= input"):
-        cpu_ops.im2col(x, 5, 5, (1, 1), (1, 1))
+def test_mutated_col2im_dilation_is_caught(library, cpu_ops, rng, monkeypatch):
+    monkeypatch.setattr(conv.COL2IM, "_kernel", library.kernel(COL2IM_WITHOUT_ROW_DILATION))
+    geo = _geo((2, 2, 9, 8), (3, 3), (1, 1), (2, 2), (2, 2))
+    cols = rng.standard_normal((geo.rows, 2 * geo.out_hw[0] * geo.out_hw[1]))
+    with pytest.raises(AssertionError, match="elements differ"):
+        offline.assert_matches(cpu_ops.col2im(cols, geo), GENERIC.col2im(cols, geo), TOL[cols.dtype])
 
 
 # --- the generic fallback ---------------------------------------------------------------

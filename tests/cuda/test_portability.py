@@ -18,7 +18,9 @@ from offline import EXTRA_HINT, REPO
 # Modules that are not backend-generic, with the reason. Paths ending in "/" are folders.
 # Everything else under gpunet/ is scanned, including modules added later.
 NOT_GENERIC = {
-    "gpunet/cuda/": "CuPy-only: the kernels and CupyOps",
+    "gpunet/cuda/": "CuPy-only: the kernels",
+    "gpunet/backend/cupy_ops.py": "CuPy-only: CupyOps (over the kernels, plus cupy.random)",
+    "gpunet/backend/cupy_bench.py": "CuPy-only: times the kernels on a device",
     "gpunet/backend/namespace.py": "moves arrays between backends: host conversion is its job",
     "gpunet/backend/cupy_status.py": "imports and probes CuPy",
     "gpunet/backend/cupy_probe.py": "imports and probes CuPy",

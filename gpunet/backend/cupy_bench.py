@@ -1,7 +1,7 @@
 """Time each CupyOps kernel against the generic ``Ops`` code on the same device arrays.
 
-    python -m gpunet.cuda.bench                 # float32
-    python -m gpunet.cuda.bench --dtype float16 --repeat 50
+    python -m gpunet.backend.cupy_bench                 # float32
+    python -m gpunet.backend.cupy_bench --dtype float16 --repeat 50
 
 Needs a CUDA device. Prints one row per primitive: median GPU time of the kernel and of
 the generic xp code (``cupyx.profiler.benchmark``), and their ratio.
@@ -14,8 +14,10 @@ import sys
 
 import numpy as np
 
-from ..backend import cupy_status
-from ..backend.ops import Ops
+from .cupy_probe import cupy_status
+from .dispatch import get_ops
+from .geometry import ConvGeometry
+from .ops import Ops
 
 
 def _cases(cp, dtype, rng):
@@ -27,7 +29,7 @@ def _cases(cp, dtype, rng):
     x, y, dy = arr(n), cp.asarray(rng.random(n).astype(dtype)), arr(n)
     a2, b = arr(4096, 4096), arr(4096)
     img = arr(32, 64, 32, 32)
-    conv = (3, 3, (1, 1), (1, 1))
+    geo = ConvGeometry(img.shape, (64, 64, 3, 3), (1, 1), (1, 1))
     cols = arr(64 * 9, 32 * 32 * 32)
     cases = [
         ("sigmoid", lambda o: o.sigmoid(x)),
@@ -35,8 +37,8 @@ def _cases(cp, dtype, rng):
         ("relu_backward", lambda o: o.relu_backward(dy, x)),
         ("leaky_relu_backward", lambda o: o.leaky_relu_backward(dy, x, 0.01)),
         ("bias_relu", lambda o: o.bias_relu(a2, b)),
-        ("im2col", lambda o: o.im2col(img, *conv)),
-        ("col2im", lambda o: o.col2im(cols, img.shape, *conv)),
+        ("im2col", lambda o: o.im2col(img, geo)),
+        ("col2im", lambda o: o.col2im(cols, geo)),
     ]
     if dtype != np.float16:
         w, velocity = arr(n), cp.zeros(n, dtype)
@@ -55,11 +57,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     cp, reason = cupy_status()
     if cp is None:
-        print(f"gpunet.cuda.bench needs a CUDA device: {reason}", file=sys.stderr)
+        print(f"gpunet.backend.cupy_bench needs a CUDA device: {reason}", file=sys.stderr)
         return 2
     from cupyx.profiler import benchmark
-
-    from ..backend import get_ops
 
     dtype = np.dtype(args.dtype)
     kernels, generic = get_ops(cp), Ops(cp)

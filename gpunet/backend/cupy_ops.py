@@ -1,24 +1,27 @@
-"""``CupyOps``: the CuPy backend's hot primitives, each one custom CUDA kernel.
+"""``CupyOps``: the CuPy backend's hot primitives, each one custom CUDA kernel
+(``gpunet/cuda``).
 
 ``gpunet.backend.get_ops(cupy)`` returns an instance. Every method keeps the signature
 and results of the generic :class:`gpunet.backend.ops.Ops` (the reference it is tested
 against) and falls back to it for inputs a kernel is not built for (mixed dtypes,
-non-float dtypes, float16 optimizer state).
+non-float dtypes, float16 optimizer state). Importing this module imports no CuPy: the
+kernels are described at import and built on first use.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..backend.ops import Ops, host_dtype
-from . import conv, optim
-from .activations import (
+from ..cuda import conv, optim
+from ..cuda.activations import (
     BIAS_RELU_FORWARD,
     LEAKY_RELU_BACKWARD,
     RELU_BACKWARD,
     SIGMOID_BACKWARD,
     SIGMOID_FORWARD,
 )
+from .geometry import ConvGeometry
+from .ops import Ops, host_dtype
 
 
 class CupyOps(Ops):
@@ -53,15 +56,15 @@ class CupyOps(Ops):
         return BIAS_RELU_FORWARD(x, b)
 
     # --- convolution ------------------------------------------------------------
-    def im2col(self, x, kh: int, kw: int, stride, pad):
+    def im2col(self, x, geo: ConvGeometry):
         if not conv.IM2COL.supports(x):
-            return super().im2col(x, kh, kw, stride, pad)
-        return conv.im2col(self.xp, x, kh, kw, stride, pad)
+            return super().im2col(x, geo)
+        return conv.im2col(self.xp, x, geo)
 
-    def col2im(self, cols, x_shape, kh: int, kw: int, stride, pad):
+    def col2im(self, cols, geo: ConvGeometry):
         if not conv.COL2IM.supports(cols):
-            return super().col2im(cols, x_shape, kh, kw, stride, pad)
-        return conv.col2im(self.xp, cols, x_shape, kh, kw, stride, pad)
+            return super().col2im(cols, geo)
+        return conv.col2im(self.xp, cols, geo)
 
     # --- optimizer updates ----------------------------------------------------------
     def sgd_momentum(self, w, dw, v, lr: float, momentum: float):
