@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import configparser
 import fnmatch
+import importlib
 import re
 import shlex
 import shutil
@@ -245,6 +246,20 @@ def test_kernels_extra_installs_only_where_its_wheels_exist(platform, machine):
     for requirement in extras()["kernels"]:
         assert requirement.marker is not None, f"{requirement} has no environment marker"
         assert requirement.marker.evaluate(env) is KERNELS_WHEELS[platform, machine], (requirement, env)
+
+
+@pytest.mark.parametrize(("platform", "machine", "expected"), [
+    ("darwin", "arm64", "there are no CuPy/NVRTC wheels for Darwin arm64"),
+    ("linux", "x86_64", 'pip install -e ".[kernels]"'),
+])
+def test_offline_cuda_checks_say_why_they_are_skipped(platform, machine, expected, monkeypatch):
+    monkeypatch.syspath_prepend(REPO / "tests" / "cuda")
+    offline = importlib.import_module("offline")
+    system = {"darwin": "Darwin", "linux": "Linux"}[platform]
+    env = {**offline.default_environment(), "sys_platform": platform, "platform_machine": machine,
+           "platform_system": system}
+    monkeypatch.setattr(offline, "default_environment", lambda: env)
+    assert expected in offline.kernels_hint()
 
 
 def test_readme_test_command_pulls_no_cuda_wheel():

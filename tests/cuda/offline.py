@@ -23,7 +23,6 @@ import configparser
 import ctypes
 import hashlib
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -34,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from packaging.markers import default_environment
 from packaging.requirements import Requirement
 
 from gpunet._install import clone_install
@@ -66,9 +66,10 @@ def pinned_cupy() -> str:
 def kernels_hint() -> str:
     """How to get CuPy and NVRTC for these checks on this machine, or why it cannot have them
     (the ``kernels`` extra's environment markers leave out platforms without those wheels)."""
+    env = default_environment()
     requirements = [Requirement(line) for line in _kernels_extra().splitlines() if line.strip()]
-    if requirements and not any(r.marker is None or r.marker.evaluate() for r in requirements):
-        return (f"there are no CuPy/NVRTC wheels for {platform.system()} {platform.machine()}, so the "
+    if requirements and not any(r.marker is None or r.marker.evaluate(env) for r in requirements):
+        return (f"there are no CuPy/NVRTC wheels for {env['platform_system']} {env['platform_machine']}, so the "
                 "`kernels` extra installs nothing here; these checks run on Linux and Windows (and in CI)")
     return f"{clone_install('kernels')} (CuPy and NVRTC from pip, about 130 MB; no GPU needed)"
 
