@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import gpunet
+from gpunet._install import pip_install
 from gpunet.backend import cupy_probe as cs
 from gpunet.backend import switch
 
@@ -215,7 +216,7 @@ def test_cupy_not_installed_says_so_with_install_command(monkeypatch, fresh_prob
         gpunet.use_backend("cupy")
     msg = str(err.value)
     assert "CuPy is not installed" in msg
-    assert "pip install gpunet[cuda12]" in msg and "gpunet[cuda13]" in msg
+    assert pip_install("cuda12") in msg and pip_install("cuda13") in msg
 
 
 def test_cupy_without_device_says_so(cupy_without_device):
@@ -223,7 +224,7 @@ def test_cupy_without_device_says_so(cupy_without_device):
         gpunet.use_backend("cupy")
     msg = str(err.value)
     assert "CuPy 99.0 is installed but no CUDA device is usable" in msg
-    assert "cudaErrorNoDevice" in msg and "pip install gpunet[cuda12]" in msg
+    assert "cudaErrorNoDevice" in msg and pip_install("cuda12") in msg
 
 
 def test_auto_chooses_numpy_without_a_device_and_says_so_once(fresh_switch, caplog, monkeypatch):

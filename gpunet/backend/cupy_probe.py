@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import importlib
 import threading
+from types import ModuleType
+
+from .._install import pip_install
 
 INSTALL_HINT = (
     "install the CuPy wheel that matches your CUDA driver: "
-    "`pip install gpunet[cuda12]` (CUDA 12.x) or `pip install gpunet[cuda13]` (CUDA 13.x)"
+    f"`{pip_install('cuda12')}` (CUDA 12.x) or `{pip_install('cuda13')}` (CUDA 13.x)"
 )
 
 _lock = threading.Lock()
-_status: tuple[object | None, str | None] | None = None
+_status: tuple[ModuleType | None, str | None] | None = None
 
 
 class BackendUnavailableError(RuntimeError):
     """The requested backend cannot run here; the message says why and how to fix it."""
 
 
-def cupy_status() -> tuple[object | None, str | None]:
+def cupy_status() -> tuple[ModuleType | None, str | None]:
     """Return ``(cupy_module, None)`` when CuPy has a usable device, else ``(None, reason)``.
 
     Imports CuPy on first call only (never at ``import gpunet``) and caches the answer.
@@ -30,7 +33,7 @@ def cupy_status() -> tuple[object | None, str | None]:
         return _status
 
 
-def _probe() -> tuple[object | None, str | None]:
+def _probe() -> tuple[ModuleType | None, str | None]:
     try:
         cupy = importlib.import_module("cupy")
     except ImportError as exc:
@@ -53,7 +56,7 @@ def _probe() -> tuple[object | None, str | None]:
     return cupy, None
 
 
-def require_cupy():
+def require_cupy() -> ModuleType:
     """Return the cupy module or raise :class:`BackendUnavailableError` saying why not."""
     cupy, reason = cupy_status()
     if cupy is None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import platform
+from importlib import metadata
 
 import numpy as np
 
+from .._install import EXTRAS, pip_install
 from .cupy_probe import cupy_status
 from .switch import ENV_VAR, get_backend
 
@@ -56,8 +58,23 @@ def report() -> list[str]:
         lines.append(f"CuPy: not usable: {reason}")
     else:
         lines.append(f"CuPy {cupy.__version__}: usable: {_fact(lambda: device_summary('cupy'))}")
+    lines.append(extra_summary("train", "progress bars and plots"))
+    lines.append(extra_summary("mpi", "data-parallel training, with an MPI library such as mpich"))
     lines.append(f"default backend ({ENV_VAR} or numpy): {_fact(get_backend)}")
     return lines
+
+
+def extra_summary(extra: str, purpose: str) -> str:
+    """One line: the installed versions of an optional extra's packages, or how to install them."""
+    found, missing = [], []
+    for name in EXTRAS[extra]:
+        try:
+            found.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            missing.append(name)
+    if missing:
+        return f"{extra} ({purpose}): {', '.join(missing)} not installed: `{pip_install(extra)}`"
+    return f"{extra} ({purpose}): {', '.join(found)}"
 
 
 def _fact(find) -> str:

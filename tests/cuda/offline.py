@@ -33,9 +33,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from packaging.markers import default_environment
+from packaging.requirements import Requirement
+
+from gpunet._install import clone_install
 
 REPO = Path(__file__).resolve().parents[2]
-EXTRA_HINT = "pip install -e .[test,kernels]"
 ARCH = "80"  # sm_80 (A100); any architecture NVRTC supports would do
 LAYOUTS = ("contiguous", "strided")
 CPU_DTYPES = ("float32", "float64")
@@ -47,13 +50,28 @@ _ARG_NDARRAY, _ARG_INDEXER, _ARG_SCALAR = 1, 2, 3
 # --- CuPy and its private code generator ----------------------------------------------
 
 
-def pinned_cupy() -> str:
-    """The ``cupy-cuda13x==X`` pin of the ``kernels`` extra in setup.cfg."""
+def _kernels_extra() -> str:
+    """The requirement lines of the ``kernels`` extra in setup.cfg."""
     cfg = configparser.ConfigParser()
     cfg.read(REPO / "setup.cfg")
-    extra = cfg.get("options.extras_require", "kernels", fallback="")
-    match = re.search(r"cupy[\w-]*==\s*([\w.]+)", extra)
+    return cfg.get("options.extras_require", "kernels", fallback="")
+
+
+def pinned_cupy() -> str:
+    """The ``cupy-cuda13x==X`` pin of the ``kernels`` extra in setup.cfg."""
+    match = re.search(r"cupy[\w-]*==\s*([\w.]+)", _kernels_extra())
     return match.group(1) if match else "(no pin found in setup.cfg [kernels])"
+
+
+def kernels_hint() -> str:
+    """How to get CuPy and NVRTC for these checks on this machine, or why it cannot have them
+    (the ``kernels`` extra's environment markers leave out platforms without those wheels)."""
+    env = default_environment()
+    requirements = [Requirement(line) for line in _kernels_extra().splitlines() if line.strip()]
+    if requirements and not any(r.marker is None or r.marker.evaluate(env) for r in requirements):
+        return (f"there are no CuPy/NVRTC wheels for {env['platform_system']} {env['platform_machine']}, so the "
+                "`kernels` extra installs nothing here; these checks run on Linux and Windows (and in CI)")
+    return f"{clone_install('kernels')} (CuPy and NVRTC from pip, about 130 MB; no GPU needed)"
 
 
 def require_cupy():
@@ -61,7 +79,7 @@ def require_cupy():
     try:
         import cupy
     except ImportError as exc:
-        pytest.skip(f"offline CUDA checks need CuPy and NVRTC from pip ({exc}): {EXTRA_HINT}",
+        pytest.skip(f"offline CUDA checks need CuPy and NVRTC from pip ({exc}): {kernels_hint()}",
                     allow_module_level=True)
     return cupy
 
@@ -74,7 +92,7 @@ def require_nvrtc():
     try:
         nvrtc.getVersion()
     except Exception as exc:  # the library itself is missing
-        pytest.skip(f"NVRTC is not loadable ({type(exc).__name__}: {exc}): {EXTRA_HINT}",
+        pytest.skip(f"NVRTC is not loadable ({type(exc).__name__}: {exc}): {kernels_hint()}",
                     allow_module_level=True)
     return nvrtc
 
@@ -90,7 +108,7 @@ def _internals_moved(what: str, exc: BaseException | None = None) -> CupyInterna
         f"CuPy's private kernel-code internals moved: {what}{detail}. These checks read "
         f"cupy._core._kernel._get_elementwise_kernel_code/_ArgInfo/_TypeMap and were written "
         f"for CuPy {pinned_cupy()} (the pin of the `kernels` extra); installed: "
-        f"{cupy.__version__}. Install the pin ({EXTRA_HINT}) or update tests/cuda/offline.py "
+        f"{cupy.__version__}. Install the pin ({clone_install('kernels')}) or update tests/cuda/offline.py "
         f"and the pin together.")
 
 

@@ -11,9 +11,10 @@ import textwrap
 
 import numpy as np
 import pytest
-
 import static_check
-from offline import EXTRA_HINT, REPO
+from offline import REPO, kernels_hint
+
+from gpunet._install import clone_install
 
 # Modules that are not backend-generic, with the reason. Paths ending in "/" are folders.
 # Everything else under gpunet/ is scanned, including modules added later.
@@ -36,7 +37,7 @@ MODULE_IDS = [p.relative_to(REPO).as_posix() for p in MODULES]
 
 
 def _namespace(name):
-    hint = {"cupy": EXTRA_HINT, "array_api_strict": "pip install -e .[test]"}.get(name)
+    hint = {"cupy": kernels_hint(), "array_api_strict": clone_install("test")}.get(name)
     try:
         return importlib.import_module(name)
     except ImportError as exc:
