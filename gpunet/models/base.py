@@ -36,7 +36,11 @@ class Params(MutableMapping):
         return f"{self._owner}.params[{name!r}]"
 
     def _check_dtype(self, name, value) -> None:
-        if backend_of(value) is None:
+        try:
+            is_array = backend_of(value) is not None
+        except TypeError:  # neither an array nor a number
+            is_array = False
+        if not is_array:
             raise _validate.ArgumentError(
                 f"{self._where(name)} must be an array, got {type(value).__name__}; "
                 f"convert it with gpunet.asarray(value, dtype='{self._dtype}')"

@@ -52,5 +52,7 @@ class Classifier(Network):
         return xp.concat([dw, xp.reshape(db, (1, 1))], axis=0)
 
     def sigmoid(self, x):
-        """1 / (1 + exp(-x)) elementwise."""
+        """1 / (1 + exp(-x)) elementwise, of an array or a Python number (as a 0-d float64 array)."""
+        if type(x) in (int, float):
+            x = asarray(np.float64(x))
         return _L.sigmoid_forward(x)[0]
