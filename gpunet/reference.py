@@ -98,7 +98,7 @@ def conv_backward_naive(dout, cache):
     _validate.float_inputs(fn, dout=dout, x=x)
     _validate.shape(fn, "dout", dout, (x.shape[0], w.shape[0], oh, ow), "(N, F, OH, OW) of the forward pass")
     xh, wh, douth = to_numpy(x), to_numpy(w), to_numpy(dout)
-    n, c, h, wd = xh.shape
+    n, _, h, wd = xh.shape
     f, _, kh, kw = wh.shape
     xpad = np.pad(xh, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
     dxpad, dw = np.zeros_like(xpad), np.zeros_like(wh)
@@ -150,15 +150,19 @@ def _windows(shape, kh: int, kw: int, sh: int, sw: int, oh: int, ow: int):
                     yield (i, k, r, s), (i, k, _window(r * sh, kh, 1), _window(s * sw, kw, 1))
 
 
-def max_pool_forward_naive(x, pool_param):
-    """Maximum of x (N, C, H, W) over each window. pool_param: 'pool_height', 'pool_width',
-    'stride' (int or (h, w); default: the window). Returns out (N, C, OH, OW), cache (x, pool_param)."""
-    kh, kw, sh, sw, oh, ow = _pool_geometry("max_pool_forward_naive", x, pool_param)
+def _pool_forward(fn: str, x, pool_param, reduce):
+    kh, kw, sh, sw, oh, ow = _pool_geometry(fn, x, pool_param)
     xh = to_numpy(x)
     out = np.zeros(xh.shape[:2] + (oh, ow), dtype=xh.dtype)
     for o, window in _windows(xh.shape, kh, kw, sh, sw, oh, ow):
-        out[o] = np.max(xh[window])
+        out[o] = reduce(xh[window])
     return from_host(out, like=x), (x, pool_param)
+
+
+def max_pool_forward_naive(x, pool_param):
+    """Maximum of x (N, C, H, W) over each window. pool_param: 'pool_height', 'pool_width',
+    'stride' (int or (h, w); default: the window). Returns out (N, C, OH, OW), cache (x, pool_param)."""
+    return _pool_forward("max_pool_forward_naive", x, pool_param, np.max)
 
 
 def max_pool_backward_naive(dout, cache):
@@ -175,12 +179,7 @@ def max_pool_backward_naive(dout, cache):
 
 def avg_pool_forward_naive(x, pool_param):
     """Mean of x (N, C, H, W) over each window; pool_param as for :func:`max_pool_forward_naive`."""
-    kh, kw, sh, sw, oh, ow = _pool_geometry("avg_pool_forward_naive", x, pool_param)
-    xh = to_numpy(x)
-    out = np.zeros(xh.shape[:2] + (oh, ow), dtype=xh.dtype)
-    for o, window in _windows(xh.shape, kh, kw, sh, sw, oh, ow):
-        out[o] = np.mean(xh[window])
-    return from_host(out, like=x), (x, pool_param)
+    return _pool_forward("avg_pool_forward_naive", x, pool_param, np.mean)
 
 
 def avg_pool_backward_naive(dout, cache):

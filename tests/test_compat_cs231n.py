@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 
 import gpunet
-from gpunet.compat.cs231n import fast_layers, layer_utils
+from gpunet.compat.cs231n import fast_layers, layer_utils, optim
 from gpunet.compat.cs231n import layers as L
-from gpunet.compat.cs231n import optim
 from gpunet.compat.cs231n.classifiers.cnn import ThreeLayerConvNet
 from gpunet.compat.cs231n.classifiers.fc_net import FullyConnectedNet, TwoLayerNet
 from gpunet.compat.cs231n.gradient_check import (
@@ -24,6 +23,14 @@ from gpunet.compat.cs231n.solver import Solver
 from gpunet.gradcheck import rel_error
 
 PRINTED8 = dict(rtol=0, atol=5e-9)  # the notebooks print arrays with 8 decimals
+
+
+def _check_backward(put, forward, backward, inputs, dout, bound):
+    """The notebooks' gradient check: ``backward`` of ``forward``'s cache, run on the backend
+    under test, against numeric gradients of every input, relative error below ``bound``."""
+    _, cache = forward(*[put(a) for a in inputs])
+    for got, want in zip(backward(put(dout), cache), _num_grads(lambda *a: forward(*a)[0], inputs, dout)):
+        assert rel_error(got, want) < bound
 
 
 def _num_grads(f, inputs, dout):
@@ -50,11 +57,7 @@ def test_affine_forward_correct_out(put, host):
 def test_affine_and_relu_backward_numeric(put):
     np.random.seed(231)
     x, w, b, dout = np.random.randn(10, 2, 3), np.random.randn(6, 5), np.random.randn(5), np.random.randn(10, 5)
-    xs, dout_d = [put(a) for a in (x, w, b)], put(dout)
-    _, cache = L.affine_forward(*xs)
-    numeric = _num_grads(lambda *a: L.affine_forward(*a)[0], (x, w, b), dout)
-    for got, want in zip(L.affine_backward(dout_d, cache), numeric):
-        assert rel_error(got, want) < 1e-9  # the notebook: "around 1e-10"
+    _check_backward(put, L.affine_forward, L.affine_backward, (x, w, b), dout, 1e-9)  # "around 1e-10"
 
     np.random.seed(231)
     x, dout = put(np.random.randn(10, 10)), put(np.random.randn(10, 10))
@@ -73,11 +76,7 @@ def test_relu_forward_correct_out(put, host):
 def test_affine_relu_sandwich_numeric(put):
     np.random.seed(231)
     x, w, b, dout = np.random.randn(2, 3, 4), np.random.randn(12, 10), np.random.randn(10), np.random.randn(2, 10)
-    xs, dout_d = [put(a) for a in (x, w, b)], put(dout)
-    _, cache = layer_utils.affine_relu_forward(*xs)
-    numeric = _num_grads(lambda *a: layer_utils.affine_relu_forward(*a)[0], (x, w, b), dout)
-    for got, want in zip(layer_utils.affine_relu_backward(dout_d, cache), numeric):
-        assert rel_error(got, want) < 1e-9
+    _check_backward(put, layer_utils.affine_relu_forward, layer_utils.affine_relu_backward, (x, w, b), dout, 1e-9)
 
 
 def test_svm_and_softmax_loss_values(put):
@@ -193,7 +192,6 @@ def test_update_rules_expected_values(rule, config, expected, put, host):
     w_host = np.linspace(-0.4, 0.6, num=N * D).reshape(N, D)
     w, dw = put(w_host), put(np.linspace(-0.6, 0.4, num=N * D).reshape(N, D))
     config = {k: put(v) if isinstance(v, np.ndarray) else v for k, v in config.items()}
-    given = {k: host(v).copy() for k, v in config.items() if k != "learning_rate" and k != "t"}
     next_w, _ = getattr(optim, rule)(w, dw, config=config)
     np.testing.assert_allclose(host(next_w), expected["next_w"], **PRINTED8)
     for key, want in expected.items():
@@ -256,15 +254,10 @@ def test_normalization_backward_numeric(norm, put):
     np.random.seed(231)
     N, D = 4, 5
     x, gamma, beta, dout = 5 * np.random.randn(N, D) + 12, np.random.randn(D), np.random.randn(D), np.random.randn(N, D)
-    forward, backward, param = {
-        "batchnorm": (L.batchnorm_forward, L.batchnorm_backward, {"mode": "train"}),
-        "layernorm": (L.layernorm_forward, L.layernorm_backward, {}),
-    }[norm]
-    xs, dout_d = [put(a) for a in (x, gamma, beta)], put(dout)
-    numeric = _num_grads(lambda *a: forward(*a, dict(param))[0], (x, gamma, beta), dout)
-    _, cache = forward(*xs, dict(param))
-    for got, want in zip(backward(dout_d, cache), numeric):
-        assert rel_error(got, want) < 1e-8  # "relative errors between 1e-13 and 1e-8"
+    param = {"mode": "train"} if norm == "batchnorm" else {}
+    # a fresh parameter dict per call, so that running statistics stay on one backend
+    _check_backward(put, lambda *a: getattr(L, f"{norm}_forward")(*a, dict(param)), getattr(L, f"{norm}_backward"),
+                    (x, gamma, beta), dout, 1e-8)  # "relative errors between 1e-13 and 1e-8"
 
 
 def test_batchnorm_backward_alt_agrees(put):
@@ -367,12 +360,8 @@ def test_conv_forward_correct_out(forward, put, host):
 def test_conv_backward_naive_numeric(put):
     np.random.seed(231)
     x, w, b, dout = np.random.randn(4, 3, 5, 5), np.random.randn(2, 3, 3, 3), np.random.randn(2,), np.random.randn(4, 2, 5, 5)
-    conv_param = {"stride": 1, "pad": 1}
-    xs, dout_d = [put(a) for a in (x, w, b)], put(dout)
-    numeric = _num_grads(lambda *a: L.conv_forward_naive(*a, conv_param)[0], (x, w, b), dout)
-    _, cache = L.conv_forward_naive(*xs, conv_param)
-    for got, want in zip(L.conv_backward_naive(dout_d, cache), numeric):
-        assert rel_error(got, want) < 1e-7  # printed: 1.2e-08 or less
+    _check_backward(put, lambda *a: L.conv_forward_naive(*a, {"stride": 1, "pad": 1}), L.conv_backward_naive,
+                    (x, w, b), dout, 1e-7)  # printed: 1.2e-08 or less
 
 
 @pytest.mark.parametrize("forward", [L.max_pool_forward_naive, fast_layers.max_pool_forward_fast])
@@ -443,12 +432,9 @@ def test_conv_sandwich_numeric(sandwich, put):
     dout = np.random.randn(2, 3, 8, 8)
     params = [{"stride": 1, "pad": 1}] + ([{"pool_height": 2, "pool_width": 2, "stride": 2}]
                                           if sandwich == "conv_relu_pool" else [])
-    forward, backward = getattr(layer_utils, f"{sandwich}_forward"), getattr(layer_utils, f"{sandwich}_backward")
-    xs, dout_d = [put(a) for a in (x, w, b)], put(dout)
-    _, cache = forward(*xs, *params)
-    numeric = _num_grads(lambda *a: forward(*a, *params)[0], (x, w, b), dout)
-    for got, want in zip(backward(dout_d, cache), numeric):
-        assert rel_error(got, want) < 1e-7  # printed: 8.4e-09 or less
+    forward = getattr(layer_utils, f"{sandwich}_forward")
+    _check_backward(put, lambda *a: forward(*a, *params), getattr(layer_utils, f"{sandwich}_backward"), (x, w, b),
+                    dout, 1e-7)  # printed: 8.4e-09 or less
 
 
 def test_three_layer_convnet_sanity_and_gradients(put, host):
@@ -507,16 +493,13 @@ def test_spatial_normalization_backward_numeric(norm, put):
     shape = (C,) if norm == "spatial_batchnorm" else (1, C, 1, 1)
     x, gamma, beta = 5 * np.random.randn(N, C, H, W) + 12, np.random.randn(*shape), np.random.randn(*shape)
     dout = np.random.randn(N, C, H, W)
-    forward, backward = getattr(L, f"{norm}_forward"), getattr(L, f"{norm}_backward")
-    xs, dout_d = [put(a) for a in (x, gamma, beta)], put(dout)
+    forward = getattr(L, f"{norm}_forward")
 
     def run(*a):  # a fresh parameter dict per call: running statistics stay on one backend
         return forward(*a, {"mode": "train"}) if norm == "spatial_batchnorm" else forward(*a, 2, {})
 
-    numeric = _num_grads(lambda *a: run(*a)[0], (x, gamma, beta), dout)
-    _, cache = run(*xs)
-    for got, want in zip(backward(dout_d, cache), numeric):
-        assert rel_error(got, want) < 1e-6  # "errors of magnitudes between 1e-12~1e-06"
+    _check_backward(put, run, getattr(L, f"{norm}_backward"), (x, gamma, beta), dout,
+                    1e-6)  # "errors of magnitudes between 1e-12~1e-06"
 
 
 def test_spatial_groupnorm_forward_statistics(put, host):
@@ -533,3 +516,47 @@ def test_spatial_groupnorm_forward_statistics(put, host):
     out_g = host(out).reshape((N * G, -1))
     np.testing.assert_allclose(out_g.mean(axis=1), 0, atol=1e-12)
     np.testing.assert_allclose(out_g.std(axis=1), before / np.sqrt(before**2 + 1e-5), rtol=1e-9)
+
+
+# --- data_utils ---------------------------------------------------------------------------------
+
+
+def _fake_cifar(directory, per_batch=4):
+    """Five training batches and a test batch in the CIFAR-10 python format; image i of
+    batch b has every pixel of channel c equal to 10*b + i + c (so layouts can be checked)."""
+    import pickle
+
+    directory.mkdir()
+    for b, name in enumerate([f"data_batch_{k}" for k in range(1, 6)] + ["test_batch"]):
+        images = np.stack([np.stack([np.full((32, 32), 10 * b + i + c) for c in range(3)]) for i in range(per_batch)])
+        batch = {b"data": images.reshape(per_batch, 3072).astype(np.uint8), b"labels": [(b + i) % 10 for i in range(per_batch)]}
+        (directory / name).write_bytes(pickle.dumps(batch, protocol=2))
+    return directory
+
+
+def test_load_cifar10_in_cs231n_layout(tmp_path):
+    from gpunet.compat.cs231n.data_utils import load_CIFAR10
+
+    Xtr, Ytr, Xte, Yte = load_CIFAR10(str(_fake_cifar(tmp_path / "cifar-10-batches-py")))
+    assert Xtr.shape == (20, 32, 32, 3) and Xtr.dtype == np.float64 and Xte.shape == (4, 32, 32, 3)
+    np.testing.assert_array_equal(Xtr[5, 0, 0], [11, 12, 13])  # batch 1, image 1: channels last
+    np.testing.assert_array_equal(Ytr[:6], [0, 1, 2, 3, 1, 2])
+    np.testing.assert_array_equal(Yte, [5, 6, 7, 8])
+
+
+def test_get_cifar10_data_splits_and_subtracts_the_training_mean(tmp_path):
+    from gpunet.compat.cs231n.data_utils import get_CIFAR10_data
+
+    root = _fake_cifar(tmp_path / "cifar-10-batches-py")
+    data = get_CIFAR10_data(num_training=15, num_validation=3, num_test=2, cifar10_dir=str(tmp_path))
+    assert {k: v.shape for k, v in data.items()} == {
+        "X_train": (15, 3, 32, 32), "y_train": (15,), "X_val": (3, 3, 32, 32), "y_val": (3,),
+        "X_test": (2, 3, 32, 32), "y_test": (2,)}
+    raw = get_CIFAR10_data(num_training=15, num_validation=3, num_test=2, subtract_mean=False, cifar10_dir=str(root))
+    mean = raw["X_train"].mean(axis=0)
+    np.testing.assert_allclose(data["X_val"], raw["X_val"] - mean)
+    np.testing.assert_array_equal(raw["X_val"][0, :, 0, 0], [33, 34, 35])  # training image 15 = batch 4, image 3
+    with pytest.raises(ValueError, match="asked for 19 \\+ 3 training/validation"):
+        get_CIFAR10_data(num_training=19, num_validation=3, cifar10_dir=str(root))
+    with pytest.raises(gpunet.data.DatasetNotFoundError, match="CIFAR-10 not found"):
+        get_CIFAR10_data(cifar10_dir=str(tmp_path / "missing"))

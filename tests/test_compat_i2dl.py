@@ -4,6 +4,7 @@ facts (their inputs and hard-coded values) and I2DL's conventions (issue 13.6)."
 
 import numpy as np
 import pytest
+from tolerances import GRAD_REL_ERROR, model_grad_error
 
 from gpunet.compat.i2dl import layers as bn_layers
 from gpunet.compat.i2dl.networks.classification_net import ClassificationNet
@@ -20,8 +21,11 @@ from gpunet.compat.i2dl.networks.layer import (
 )
 from gpunet.compat.i2dl.networks.loss import BCE, L1, MSE, CrossEntropyFromLogits
 from gpunet.compat.i2dl.networks.optimizer import SGD, Adam, Optimizer, SGDMomentum
-from gpunet.gradcheck import eval_numerical_gradient, eval_numerical_gradient_array, rel_error
-from tolerances import GRAD_REL_ERROR, model_grad_error
+from gpunet.gradcheck import (
+    eval_numerical_gradient,
+    eval_numerical_gradient_array,
+    rel_error,
+)
 
 PRINTED8 = dict(rtol=0, atol=5e-9)
 
@@ -263,7 +267,10 @@ def test_adam_update_and_i2dl_default_epsilon(put, host):
 
 
 class _Model:
-    params: dict = {}
+    """A model without parameters (Adam's _update does not look at it)."""
+
+    def __init__(self):
+        self.params = {}
 
 
 @pytest.mark.parametrize("optimizer_cls", [SGD, SGDMomentum, Adam])
@@ -291,7 +298,7 @@ def test_optimizer_step_trains_a_classification_net(optimizer_cls, put, host):
 def test_dropout_p_is_the_drop_probability(put, host):
     x = np.random.default_rng(9).standard_normal((200, 500)) + 10
     for p in (0.3, 0.6, 0.75):
-        out, (param, mask) = bn_layers.dropout_forward(put(x), {"mode": "train", "p": p, "seed": 123})
+        out, _ = bn_layers.dropout_forward(put(x), {"mode": "train", "p": p, "seed": 123})
         out = host(out)
         assert abs((out == 0).mean() - p) < 0.01  # 100000 draws: 5 sigma is about 0.008
         kept = out != 0

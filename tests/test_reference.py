@@ -3,13 +3,12 @@ conv2d / max_pool2d / avg_pool2d with autograd (skipped without torch) for any g
 (non-tiling, stride > 1, padding, dilation, non-square), against the independent loops
 of tests/naive.py, on every backend; and the errors bad arguments get."""
 
+import naive
 import numpy as np
 import pytest
 
 from gpunet import layers as L
 from gpunet import reference as R
-
-import naive
 
 GEOMETRIES = [
     # (N, C, H, W), (F, kh, kw), stride, pad, dilation
@@ -86,7 +85,7 @@ def test_conv_matches_the_test_suites_own_loops(shape, filters, stride, pad, put
 
 def test_max_pool_ties_go_to_the_first_maximum(put, host):
     x = np.array([[[[1.0, 3.0, 3.0], [3.0, 2.0, 0.0]]]])  # one 2x3 window, three tied maxima
-    out, cache = R.max_pool_forward_naive(put(x), {"pool_height": 2, "pool_width": 3})
+    _, cache = R.max_pool_forward_naive(put(x), {"pool_height": 2, "pool_width": 3})
     np.testing.assert_array_equal(host(R.max_pool_backward_naive(put(np.ones((1, 1, 1, 1))), cache)),
                                   [[[[0.0, 1.0, 0.0], [0.0, 0.0, 0.0]]]])
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ... import layers as _L
-from ...layers import (  # noqa: F401  (re-exported: the course's names)
+from ...layers import (
     affine_relu_backward,
     affine_relu_forward,
     conv_bn_relu_backward,

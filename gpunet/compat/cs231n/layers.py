@@ -7,8 +7,7 @@ from ... import layers as _L
 from ... import losses as _losses
 from ..._validate import probability
 from ...backend.namespace import zeros
-from .._course import host_float, seeded_dropout
-from ...layers import (  # noqa: F401  (re-exported: the course's names)
+from ...layers import (
     affine_backward,
     affine_forward,
     avg_pool_backward_naive,
@@ -28,6 +27,7 @@ from ...layers import (  # noqa: F401  (re-exported: the course's names)
     spatial_groupnorm_backward,
     spatial_groupnorm_forward,
 )
+from .._course import host_float, seeded_dropout
 
 __all__ = [
     "affine_backward", "affine_forward", "avg_pool_backward_naive", "avg_pool_forward_naive",

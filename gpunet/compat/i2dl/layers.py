@@ -5,14 +5,14 @@ probability."""
 from __future__ import annotations
 
 from ... import _validate
-from ...layers import (  # noqa: F401  (re-exported: the course's names)
+from ...layers import (
     batchnorm_backward,
     batchnorm_backward_alt,
     dropout_backward,
     spatial_batchnorm_backward,
 )
 from .._course import seeded_dropout
-from ..cs231n.layers import batchnorm_forward, spatial_batchnorm_forward  # noqa: F401
+from ..cs231n.layers import batchnorm_forward, spatial_batchnorm_forward
 
 __all__ = [
     "batchnorm_backward", "batchnorm_backward_alt", "batchnorm_forward", "dropout_backward",

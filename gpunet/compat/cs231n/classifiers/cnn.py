@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 
 from .... import models as _models
-from ..fast_layers import *  # noqa: F403  (the course module re-exports them)
-from ..layer_utils import *  # noqa: F403
-from ..layers import *  # noqa: F403
+from ..fast_layers import *
+from ..layer_utils import *
+from ..layers import *
 from ._course_model import CourseModel
 
 

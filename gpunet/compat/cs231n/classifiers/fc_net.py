@@ -8,8 +8,8 @@ import numpy as np
 from .... import _validate
 from .... import models as _models
 from ....backend.namespace import zeros
-from ..layer_utils import *  # noqa: F403  (the course module re-exports them)
-from ..layers import *  # noqa: F403
+from ..layer_utils import *
+from ..layers import *
 from ..layers import dropout_forward as _course_dropout
 from ._course_model import CourseModel
 

@@ -5,7 +5,7 @@ exercise 5's solution), sigmoid functions, and activation layers as objects with
 from __future__ import annotations
 
 from .... import layers as _L
-from ....layers import affine_forward, sigmoid_backward, sigmoid_forward  # noqa: F401  (the course's names)
+from ....layers import affine_forward, sigmoid_backward, sigmoid_forward
 
 __all__ = ["LeakyRelu", "Relu", "Sigmoid", "Tanh", "affine_backward", "affine_forward",
            "sigmoid_backward", "sigmoid_forward"]

@@ -9,7 +9,7 @@ from .... import _validate
 from .... import losses as _losses
 from ..._course import host_float
 
-__all__ = ["BCE", "CrossEntropyFromLogits", "L1", "Loss", "MSE"]
+__all__ = ["BCE", "L1", "MSE", "CrossEntropyFromLogits", "Loss"]
 
 
 class Loss:

@@ -5,11 +5,13 @@ classifier's W) and the exercise-5/6 optimizers ``SGD``, ``SGDMomentum`` and ``A
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from .... import _validate
 from .... import optim as _optim
 from ..._course import copy
 
-__all__ = ["Adam", "Optimizer", "SGD", "SGDMomentum", "sgd_momentum"]
+__all__ = ["SGD", "Adam", "Optimizer", "SGDMomentum", "sgd_momentum"]
 
 
 def _lr(name: str, value) -> float:
@@ -61,7 +63,7 @@ class _Stateful(SGD):
     """An optimizer whose ``_update`` keeps per-parameter state in a config dict."""
 
     rule = ""
-    defaults: dict = {}
+    defaults: ClassVar[dict] = {}
 
     def _update(self, w, dw, config=None, lr=None):
         """(next_w, config): one step of the rule on a copy of w; the state in config is replaced."""
@@ -85,7 +87,7 @@ class SGDMomentum(_Stateful):
     """v = momentum * v - lr * dw; w + v. Config: 'momentum' (0.9), state 'velocity'."""
 
     rule = "sgd_momentum"
-    defaults = {"momentum": 0.9}
+    defaults: ClassVar[dict] = {"momentum": 0.9}
 
 
 sgd_momentum = SGDMomentum  # the exercise's older class name
@@ -96,4 +98,4 @@ class Adam(_Stateful):
     I2DL's default), state 'm', 'v', 't'."""
 
     rule = "adam"
-    defaults = {"beta1": 0.9, "beta2": 0.999, "epsilon": 1e-4}
+    defaults: ClassVar[dict] = {"beta1": 0.9, "beta2": 0.999, "epsilon": 1e-4}
