@@ -9,7 +9,7 @@ way to build the model in float64).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, MutableMapping
+from collections.abc import MutableMapping
 
 import numpy as np
 
@@ -26,7 +26,7 @@ class Params(MutableMapping):
     another backend is accepted only when it is on the current one (``gpunet.use_backend``),
     which is how :meth:`Model.to` moves a model. Entries cannot be added or removed."""
 
-    def __init__(self, owner: str, dtype, table: Mapping):
+    def __init__(self, owner: str, dtype, table: MutableMapping):
         self._owner, self._dtype = owner, np.dtype(dtype)
         self._table = table
         for name, value in table.items():
@@ -117,7 +117,7 @@ class Model:
         return self._params
 
     @params.setter
-    def params(self, table: Mapping) -> None:
+    def params(self, table: MutableMapping) -> None:
         """Replace the whole table (as a model's constructor does); every entry must be an
         array of the model's dtype."""
         self._params = Params(type(self).__name__, self.dtype, table)

@@ -5,6 +5,8 @@ respect to ``y_out`` (so it carries the 1/N)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from .... import _validate
 from .... import losses as _losses
 from ..._course import host_float
@@ -15,7 +17,7 @@ __all__ = ["BCE", "L1", "MSE", "CrossEntropyFromLogits", "Loss"]
 class Loss:
     """Base: subclasses name the gpunet loss ``function(y_out, y_truth, reduction) -> (loss, dx)``."""
 
-    function = None
+    function: Callable[..., tuple]
 
     def __init__(self):
         self.grad_history = []
