@@ -289,3 +289,18 @@ def test_seeded_dropout_masks_vary_per_call_and_repeat_per_run(host):
     fixed = make()
     fixed.dropout_param["seed"] = 123
     assert len(set(losses(fixed))) == 1
+
+
+def test_params_update_checks_everything_before_assigning_and_moves_whole_models():
+    model = TwoLayerNet(input_dim=5, hidden_dim=4, num_classes=3, seed=0)
+    before = dict(model.params)
+    bad = {"W1": np.ones((5, 4), np.float32), "b1": np.ones(4)}  # b1 in float64
+    with pytest.raises(ValueError, match=r"params\['b1'\]: the model computes in float32"):
+        model.params.update(bad)
+    assert all(model.params[k] is v for k, v in before.items())  # nothing assigned
+    with gpunet.use_backend("strict"):
+        moved = {k: gpunet.asarray(v) for k, v in before.items()}
+    with pytest.raises(ValueError, match="live on numpy, got a strict array"):
+        model.params.update({"W1": moved["W1"]})  # one entry alone would split the model
+    model.params.update(moved)  # every entry on one backend: the model moves
+    assert all(gpunet.backend.backend_of(v) == "strict" for v in model.params.values())

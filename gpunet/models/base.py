@@ -22,9 +22,10 @@ from ..init import as_rng, weight_std
 
 class Params(MutableMapping):
     """A model's parameters by name. Assigning an entry checks the new array against the
-    model (its dtype) and the entry it replaces (its shape and backend); a value on
-    another backend is accepted only when it is on the current one (``gpunet.use_backend``),
-    which is how :meth:`Model.to` moves a model. Entries cannot be added or removed."""
+    model (its dtype) and the entry it replaces (its shape and backend). Moving the model
+    to another backend takes either ``update`` with every entry on that one backend, or
+    entries assigned under ``gpunet.use_backend`` of it (:meth:`Model.to` does one of the
+    two). Entries cannot be added or removed."""
 
     def __init__(self, owner: str, dtype, table: MutableMapping):
         self._owner, self._dtype = owner, np.dtype(dtype)
@@ -54,7 +55,9 @@ class Params(MutableMapping):
                 f"(gpunet.asarray(value, dtype='{self._dtype}'))"
             )
 
-    def __setitem__(self, name, value) -> None:
+    def _check(self, name, value, moving_to=None) -> None:
+        """Refuse ``value`` for entry ``name`` unless it keeps the entry's shape, the model's
+        dtype and the entry's backend (or is on ``moving_to`` / the current backend)."""
         if name not in self._table:
             raise KeyError(f"{self._owner} has no parameter named {name!r}; its parameters are "
                            f"{', '.join(map(str, self._table))}")
@@ -65,13 +68,27 @@ class Params(MutableMapping):
                 f"{self._where(name)}: expected shape {tuple(old.shape)}, got {tuple(value.shape)}"
             )
         have, given = backend_of(old), backend_of(value)
-        if given != have and given != get_backend():
+        if given not in (have, moving_to, get_backend()):
             raise _validate.ArgumentError(
                 f"{self._where(name)}: the model's parameters live on {have}, got a {given} "
                 f"array; move it first (gpunet.asarray(value) under gpunet.use_backend('{have}')) "
                 f"or move the whole model with model.to('{given}')"
             )
+
+    def __setitem__(self, name, value) -> None:
+        self._check(name, value)
         self._table[name] = value
+
+    def update(self, other=(), /, **kwargs) -> None:
+        """Assign several entries, all or nothing (each is checked before any is assigned).
+        Replacing every entry by arrays of one backend moves the model there."""
+        new = dict(other, **kwargs)
+        backends = {backend_of(v) for v in new.values() if hasattr(v, "shape")}
+        moving_to = backends.pop() if set(new) == set(self._table) and len(backends) == 1 else None
+        for name, value in new.items():
+            self._check(name, value, moving_to)
+        for name, value in new.items():
+            self._table[name] = value
 
     def __getitem__(self, name):
         return self._table[name]
