@@ -5,11 +5,15 @@ images (N, 32, 32, 3) float64 from ``load_CIFAR10``, (N, 3, 32, 32) from
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 
 from ... import _validate
-from ...data.cifar import TEST_BATCH, TRAIN_BATCHES, load_cifar_batch
-from ...data.locate import ENV_VAR, locate
+from ...data import DatasetNotFoundError, load_cifar_batch
+from ...data.cifar import TEST_BATCH, TRAIN_BATCHES
+from ...data.locate import ENV_VAR
 
 __all__ = ["get_CIFAR10_data", "load_CIFAR10", "load_CIFAR_batch"]
 
@@ -20,15 +24,28 @@ def load_CIFAR_batch(filename):
     return X.transpose(0, 2, 3, 1).astype(np.float64), Y
 
 
+def _batches_dir(root) -> Path:
+    """``root`` or ``root/cifar-10-batches-py``, whichever holds the six batch files."""
+    hint = ("download cifar-10-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html, "
+            f"extract it and pass the cifar-10-batches-py folder (or set {ENV_VAR} to its parent)")
+    if root is None:
+        root = os.environ.get(ENV_VAR)
+        if not root:
+            raise DatasetNotFoundError(f"CIFAR-10: no directory was given and ${ENV_VAR} is not set; {hint}")
+    base = Path(root).expanduser()
+    for directory in (base, base / "cifar-10-batches-py"):
+        if all((directory / name).is_file() for name in (*TRAIN_BATCHES, TEST_BATCH)):
+            return directory
+    raise DatasetNotFoundError(f"CIFAR-10 not found: neither {base} nor {base / 'cifar-10-batches-py'} holds "
+                               f"data_batch_1..5 and test_batch; {hint}")
+
+
 def load_CIFAR10(ROOT):
     """All of CIFAR-10 from ``ROOT`` (the ``cifar-10-batches-py`` folder or its parent; None:
     ``$GPUNET_DATA``): Xtr (50000, 32, 32, 3), Ytr, Xte (10000, 32, 32, 3), Yte."""
-    hint = ("download cifar-10-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html, "
-            f"extract it and pass the cifar-10-batches-py folder (or set {ENV_VAR})")
-    required = {name: [name] for name in (*TRAIN_BATCHES, TEST_BATCH)}
-    _, files = locate("CIFAR-10", ROOT, "cifar-10-batches-py", required, (), hint)
-    parts = [load_CIFAR_batch(files[name]) for name in TRAIN_BATCHES]
-    Xte, Yte = load_CIFAR_batch(files[TEST_BATCH])
+    directory = _batches_dir(ROOT)
+    parts = [load_CIFAR_batch(directory / name) for name in TRAIN_BATCHES]
+    Xte, Yte = load_CIFAR_batch(directory / TEST_BATCH)
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), Xte, Yte
 
 
