@@ -239,12 +239,6 @@ def test_assigning_another_backend_is_refused_unless_moving_there():
     assert gpunet.backend.backend_of(model.params["W1"]) == "strict"
 
 
-def test_nn_classifier_params_are_checked_too():
-    model = nn.Classifier(nn.Sequential(nn.Linear(3, 2, rng=0)))
-    with pytest.raises(ValueError, match="the model computes in float32, got a float64 array"):
-        model.params["0.W"] = np.zeros((3, 2))
-
-
 @pytest.mark.parametrize("make,fragment", [
     (lambda: FullyConnectedNet([-1]), "hidden_dims[0] must be an int >= 1, got -1"),
     (lambda: FullyConnectedNet(100), "hidden_dims must be a list of layer sizes such as [100, 50], got 100"),

@@ -109,7 +109,7 @@ class Params(MutableMapping):
 class Model:
     """Base of the CS231n-style models.
 
-    Contract: ``params`` (name -> array, a checked :class:`Params`); ``loss(X, y=None)``
+    Contract: ``params`` (name -> array, checked: :class:`Params`); ``loss(X, y=None)``
     returns scores (N, C) in test mode when y is None, else ``(loss, grads)`` in training
     mode with ``grads`` keyed like ``params``. Also: ``get_buffers()``/``set_buffers()``
     for non-trainable state, ``rng`` (dropout masks), ``to(backend)``.
@@ -126,7 +126,7 @@ class Model:
         if self.dtype is None or self.dtype.kind != "f":
             raise _validate.ArgumentError(
                 f"{type(self).__name__}: dtype must be a floating dtype such as 'float32', got {dtype!r}")
-        self.rng = as_rng(_validate.seed("seed", seed, fn=type(self).__name__))
+        self.rng = as_rng(_validate.seed("seed", seed))
         self.params = {}
 
     @property
@@ -135,9 +135,10 @@ class Model:
 
     @params.setter
     def params(self, table: MutableMapping) -> None:
-        """Replace the whole table (as a model's constructor does); every entry must be an
-        array of the model's dtype."""
-        self._params = Params(type(self).__name__, self.dtype, table)
+        """Replace the whole table (as a model's constructor does). A dict is wrapped in a
+        :class:`Params` (every entry must be an array of the model's dtype); another mapping
+        (e.g. ``gpunet.nn``'s, which checks its own entries) is kept as it is."""
+        self._params = Params(type(self).__name__, self.dtype, table) if type(table) is dict else table
 
     def _sizes(self, **sizes) -> list[int]:
         """Each keyword (a layer or input size) checked as an int >= 1, in order."""
