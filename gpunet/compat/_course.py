@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from .. import _validate
+from .. import optim as _optim
 from ..backend import get_array_module, to_numpy
 from ..layers import dropout_forward as _dropout_forward
 
@@ -41,3 +42,14 @@ def host_float(value) -> float:
 def copy(a):
     """A copy of array ``a`` on its own device."""
     return a.copy() if hasattr(a, "copy") else get_array_module(a).asarray(a, copy=True)
+
+
+def copying_update(rule: str, w, dw, config):
+    """gpunet's update rule ``rule`` applied to a copy of ``w`` and of the state arrays in
+    ``config`` (replaced in config by the new state): ``(next_w, config)`` as the courses'
+    rules return, the caller's arrays unchanged."""
+    if isinstance(config, dict):
+        for key in _optim.STATE_KEYS[rule]:
+            if hasattr(config.get(key), "shape"):
+                config[key] = copy(config[key])
+    return _optim.UPDATE_RULES[rule](copy(w) if hasattr(w, "shape") else w, dw, config)

@@ -9,7 +9,7 @@ from typing import ClassVar
 
 from .... import _validate
 from .... import optim as _optim
-from ..._course import copy
+from ..._course import copying_update
 
 __all__ = ["SGD", "Adam", "Optimizer", "SGDMomentum", "sgd_momentum"]
 
@@ -26,7 +26,7 @@ class Optimizer:
         self.lr = _lr("learning_rate", learning_rate)
 
     def step(self, dw):
-        self.model.W, _ = _optim.sgd(copy(self.model.W), dw, {"learning_rate": self.lr})
+        self.model.W, _ = copying_update("sgd", self.model.W, dw, {"learning_rate": self.lr})
 
 
 class SGD:
@@ -70,11 +70,9 @@ class _Stateful(SGD):
         config = {} if config is None else config
         for key, value in self.defaults.items():
             config.setdefault(key, value)
-        state = {k: copy(config[k]) if hasattr(config[k], "shape") else config[k]
-                 for k in _optim.STATE_KEYS[self.rule] if k in config}
-        settings = {k: config[k] for k in _optim.DEFAULTS[self.rule] if k in config}
-        run = {"learning_rate": self.lr if lr is None else lr, **settings, **state}
-        next_w, run = _optim.UPDATE_RULES[self.rule](copy(w), dw, run)
+        known = (*_optim.DEFAULTS[self.rule], *_optim.STATE_KEYS[self.rule])
+        run = {"learning_rate": self.lr if lr is None else lr, **{k: config[k] for k in known if k in config}}
+        next_w, run = copying_update(self.rule, w, dw, run)
         config.update({k: run[k] for k in _optim.STATE_KEYS[self.rule]})
         return next_w, config
 
