@@ -91,11 +91,17 @@ def test_dropout_test_mode_is_identity(put, host):
 
 
 @pytest.mark.parametrize("param,fragment", [
-    ({"p": 0.0, "mode": "train"}, "keep probability and must be in (0, 1]"),
+    ({"p": 0.0, "mode": "train"}, "(the keep probability) must be a finite number in (0.0, 1.0]"),
     ({"p": 1.5, "mode": "train"}, "keep probability"),
     ({"p": 0.5}, "missing required key(s) ['mode']"),
     ({"p": 0.5, "mode": "eval"}, "must be 'train' or 'test'"),
     ({"p": 0.5, "mode": "train", "keep": 1}, "unknown dropout_param key(s) ['keep']"),
+    ({"p": True, "mode": "train"}, "(the keep probability) must be a finite number in (0.0, 1.0], got True"),
+    ({"p": float("nan"), "mode": "train"}, "(the keep probability) must be a finite number"),
+    ({"p": 0.5, "mode": "train", "seed": "a"}, "dropout_param['seed'] must be an int >= 0, got 'a'"),
+    ({"p": 0.5, "mode": "train", "seed": -1}, "dropout_param['seed'] must be an int >= 0, got -1"),
+    ({"p": 0.5, "mode": "train", "rng": 42}, "dropout_param['rng'] must be a numpy.random.Generator, got 42; "
+                                             "for the same mask on every call use dropout_param['seed']"),
 ])
 def test_dropout_param_errors(param, fragment, put):
     with pytest.raises(ValueError) as err:
@@ -121,6 +127,91 @@ def test_batchnorm_running_averages_follow_cs231n(put, host):
     out, _ = L.batchnorm_forward(put(x), gamma, beta, bn_param)
     np.testing.assert_allclose(host(out).mean(0), [0.0, -1.0, 3.0], atol=0.15)
     np.testing.assert_allclose(host(out).std(0), [2.0, 2.0, 2.0], rtol=0.1)
+
+
+def test_dropout_accepts_numpy_scalars(put, host):
+    out, _ = L.dropout_forward(put(np.ones((50, 40))), {"p": np.float32(0.5), "mode": "train", "seed": np.int64(3)})
+    assert set(np.unique(host(out))) == {0.0, 2.0}
+
+
+@pytest.mark.parametrize("forward,param,fragment", [
+    ("batchnorm", {"mode": "train", "eps": -1e-5}, "bn_param['eps'] must be a finite number > 0.0, got -1e-05"),
+    ("batchnorm", {"mode": "train", "eps": 0.0}, "bn_param['eps'] must be a finite number > 0.0"),
+    ("batchnorm", {"mode": "test", "eps": float("nan")}, "bn_param['eps'] must be a finite number > 0.0"),
+    ("batchnorm", {"mode": "train", "momentum": 5}, "bn_param['momentum'] must be a finite number in [0.0, 1.0], got 5"),
+    ("batchnorm", {"mode": "train", "momentum": True}, "bn_param['momentum'] must be a finite number"),
+    ("layernorm", {"eps": -1.0}, "ln_param['eps'] must be a finite number > 0.0"),
+])
+def test_normalization_parameter_errors(forward, param, fragment, put):
+    x, g, b = put(np.random.default_rng(0).standard_normal((4, 3))), put(np.ones(3)), put(np.zeros(3))
+    with pytest.raises(ValueError) as err:
+        getattr(L, f"{forward}_forward")(x, g, b, param)
+    assert fragment in str(err.value)
+
+
+def test_batchnorm_accepts_numpy_scalar_parameters(put, host):
+    bn_param = {"mode": "train", "momentum": np.float32(0.5), "eps": np.float64(1e-3)}
+    x = np.random.default_rng(1).standard_normal((6, 2))
+    L.batchnorm_forward(put(x), put(np.ones(2)), put(np.zeros(2)), bn_param)
+    np.testing.assert_allclose(host(bn_param["running_mean"]), 0.5 * x.mean(axis=0), rtol=1e-12)
+
+
+def _group_norm_loops(x, gamma, beta, G, eps=1e-5):
+    """Group normalization from its definition, one (sample, group) at a time."""
+    n, c = x.shape[:2]
+    out = np.empty_like(x)
+    for i in range(n):
+        for g in range(G):
+            ch = slice(g * c // G, (g + 1) * c // G)
+            block = x[i, ch]
+            out[i, ch] = (block - block.mean()) / np.sqrt(block.var() + eps)
+    return gamma * out + beta
+
+
+@pytest.mark.parametrize("shape,G", [((2, 6, 4, 5), 2), ((3, 4, 3, 3), 4), ((1, 3, 2, 5), 1)])
+def test_spatial_groupnorm_matches_its_definition_and_pytorch(shape, G, put, host):
+    rng = np.random.default_rng(2)
+    x = 3 * rng.standard_normal(shape) + 2
+    gamma, beta = rng.standard_normal((1, shape[1], 1, 1)), rng.standard_normal((1, shape[1], 1, 1))
+    out, _ = L.spatial_groupnorm_forward(put(x), put(gamma), put(beta), G, {})
+    np.testing.assert_allclose(host(out), _group_norm_loops(x, gamma, beta, G), rtol=1e-12, atol=1e-12)
+    torch = pytest.importorskip("torch")
+    ref = torch.nn.functional.group_norm(torch.tensor(x), G, torch.tensor(gamma.ravel()), torch.tensor(beta.ravel()),
+                                         eps=1e-5)
+    np.testing.assert_allclose(host(out), ref.numpy(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("shape,G", [((2, 6, 4, 5), 2), ((3, 4, 3, 3), 4), ((2, 3, 2, 2), 1), ((2, 4, 1, 1), 4)])
+def test_spatial_groupnorm_gradients_match_numeric(shape, G, put):
+    from gpunet.gradcheck import eval_numerical_gradient_array, rel_error
+    from tolerances import GRAD_REL_ERROR
+
+    rng = np.random.default_rng(3)
+    x = 5 * rng.standard_normal(shape) + 12
+    gamma, beta = rng.standard_normal((1, shape[1], 1, 1)), rng.standard_normal((1, shape[1], 1, 1))
+    dout = rng.standard_normal(shape)
+    inputs = [put(a) for a in (x, gamma, beta)]
+    _, cache = L.spatial_groupnorm_forward(*inputs, G, {"eps": 1e-5})
+    analytic = L.spatial_groupnorm_backward(put(dout), cache)
+    host_inputs = [x.copy(), gamma.copy(), beta.copy()]
+    for k, got in enumerate(analytic):
+        num = eval_numerical_gradient_array(lambda _: L.spatial_groupnorm_forward(*host_inputs, G, {})[0],
+                                            host_inputs[k], dout)
+        # dx sums to 0 over each group, so small entries carry the numeric side's round-off:
+        # up to 2e-7 here (CS231n's notebook expects 1e-12 to 1e-7)
+        assert rel_error(got, num) < (GRAD_REL_ERROR if k else 1e-6)
+
+
+def test_spatial_groupnorm_errors(put):
+    x, g = put(np.ones((2, 6, 2, 2))), put(np.ones((1, 6, 1, 1)))
+    with pytest.raises(ValueError, match="G = 4 groups must divide the C = 6 channels of x"):
+        L.spatial_groupnorm_forward(x, g, g, 4, {})
+    with pytest.raises(ValueError, match="G must be an int >= 1, got 0"):
+        L.spatial_groupnorm_forward(x, g, g, 0, {})
+    with pytest.raises(ValueError, match=r"gamma must have shape \(1, 6, 1, 1\)"):
+        L.spatial_groupnorm_forward(x, put(np.ones(6)), g, 2, {})
+    with pytest.raises(ValueError, match=r"unknown gn_param key\(s\) \['momentum'\]"):
+        L.spatial_groupnorm_forward(x, g, g, 2, {"momentum": 0.9})
 
 
 def test_batchnorm_errors(put):
@@ -172,8 +263,3 @@ def test_first_layer_can_skip_dx(put, host):
     out, cache = L.affine_forward(x, put(np.ones((16, 2))), put(np.ones(2)))
     dx, dw, db = L.affine_backward(put(np.ones((2, 2))), cache, compute_dx=False)
     assert dx is None and host(dw).shape == (16, 2)
-
-
-def test_cs231n_aliases_are_the_same_functions():
-    assert L.conv_forward_naive is L.conv_forward and L.conv_backward_naive is L.conv_backward
-    assert L.max_pool_forward_naive is L.max_pool_forward and L.max_pool_backward_naive is L.max_pool_backward

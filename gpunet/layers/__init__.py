@@ -5,7 +5,8 @@ given, and never mutates its inputs or the cache it is handed.
 
 Where to look: affine.py, activations.py, normalization.py, dropout.py, conv.py,
 pooling.py, sandwich.py; the generic hot primitives in ``gpunet/backend/ops.py``; the
-CUDA kernels in ``gpunet/cuda/``.
+CUDA kernels in ``gpunet/cuda/``. The ``*_naive`` names are the readable loops of
+``gpunet/reference.py``; ``*_fast`` and ``*_im2col`` name the vectorised layers, as CS231n.
 """
 
 from .activations import (
@@ -29,6 +30,8 @@ from .normalization import (
     layernorm_forward,
     spatial_batchnorm_backward,
     spatial_batchnorm_forward,
+    spatial_groupnorm_backward,
+    spatial_groupnorm_forward,
 )
 from .pooling import avg_pool_backward, avg_pool_forward, max_pool_backward, max_pool_forward
 from .sandwich import (
@@ -42,12 +45,19 @@ from .sandwich import (
     conv_relu_pool_forward,
 )
 
-# The CS231n names: one implementation, already the fast one.
-conv_forward_naive = conv_forward_fast = conv_forward_im2col = conv_forward
-conv_backward_naive = conv_backward_fast = conv_backward_im2col = conv_backward
-max_pool_forward_naive = max_pool_forward_fast = max_pool_forward
-max_pool_backward_naive = max_pool_backward_fast = max_pool_backward
-avg_pool_forward_naive = avg_pool_forward
-avg_pool_backward_naive = avg_pool_backward
+from ..reference import (
+    avg_pool_backward_naive,
+    avg_pool_forward_naive,
+    conv_backward_naive,
+    conv_forward_naive,
+    max_pool_backward_naive,
+    max_pool_forward_naive,
+)
+
+# CS231n's names of the fast layers.
+conv_forward_fast = conv_forward_im2col = conv_forward
+conv_backward_fast = conv_backward_im2col = conv_backward
+max_pool_forward_fast = max_pool_forward
+max_pool_backward_fast = max_pool_backward
 
 __all__ = [name for name in dir() if name.endswith(("_forward", "_backward", "_alt", "_naive", "_fast", "_im2col"))]

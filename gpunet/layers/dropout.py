@@ -3,6 +3,8 @@ so test mode is the identity."""
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..backend import get_ops
 from .. import _validate
 
@@ -13,25 +15,35 @@ def dropout_forward(x, dropout_param):
     """Inverted dropout of x (any shape).
 
     dropout_param: 'p' keep probability in (0, 1]; 'mode' 'train'|'test'; optional
-    'seed' (int: the same mask every call, as CS231n for gradient checks, without
-    touching NumPy's global RNG) or 'rng' (a numpy Generator the mask is drawn from).
+    'seed' (int >= 0: the same mask every call, as CS231n for gradient checks, without
+    touching NumPy's global RNG; wins over 'rng') or 'rng' (a numpy Generator the mask is
+    drawn from, so masks differ from call to call).
     Returns out (shape of x) and cache (dropout_param, mask); mask is None in test mode.
     """
     fn = "dropout_forward"
     _validate.keys(fn, "dropout_param", dropout_param, _KEYS, {"p", "mode"})
     mode = _validate.mode(fn, "dropout_param", dropout_param)
-    p = dropout_param["p"]
-    if not isinstance(p, (int, float)) or not 0 < p <= 1:
-        raise ValueError(
-            f"{fn}: dropout_param['p'] is the keep probability and must be in (0, 1], got {p!r}"
-        )
+    p = _validate.probability("dropout_param['p'] (the keep probability)", dropout_param["p"], fn=fn)
+    source = _mask_source(fn, dropout_param)
     xp = _validate.float_inputs(fn, x=x)
     if mode == "test" or p == 1:
         return x, (dropout_param, None)
-    source = dropout_param.get("seed", dropout_param.get("rng"))
     u = get_ops(xp).uniform(tuple(x.shape), like=x, seed=source)
     mask = xp.astype(u < p, x.dtype) / p
     return x * mask, (dropout_param, mask)
+
+
+def _mask_source(fn: str, dropout_param):
+    """The seed or Generator the mask is drawn from (None: fresh entropy)."""
+    if "seed" in dropout_param:
+        return _validate.integer("dropout_param['seed']", dropout_param["seed"], low=0, fn=fn)
+    rng = dropout_param.get("rng")
+    if rng is not None and not isinstance(rng, np.random.Generator):
+        raise _validate.ArgumentError(
+            f"{fn}: dropout_param['rng'] must be a numpy.random.Generator, got {rng!r}; for the "
+            "same mask on every call use dropout_param['seed'] instead"
+        )
+    return rng
 
 
 def dropout_backward(dout, cache):

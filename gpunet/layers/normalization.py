@@ -1,9 +1,12 @@
-"""Batch normalization (vanilla and spatial) and layer normalization, CS231n conventions.
+"""Batch normalization (vanilla and spatial), layer normalization and spatial group
+normalization, CS231n conventions.
 
 Train mode normalises with the batch statistics (biased variance) and updates
 ``bn_param['running_mean'/'running_var']`` (``momentum`` 0.9 by default); test mode
 uses the running statistics. The running variance starts at 1 (PyTorch), not at 0 as in
-CS231n, so a model evaluated before training does not divide by sqrt(eps).
+CS231n, so a model evaluated before training does not divide by sqrt(eps)
+(``gpunet.compat.cs231n`` passes CS231n's zeros). ``eps`` must be > 0 and ``momentum``
+in [0, 1].
 """
 
 from __future__ import annotations
@@ -13,6 +16,10 @@ from .. import _validate
 
 _BN_KEYS = {"mode", "eps", "momentum", "running_mean", "running_var"}
 _LN_KEYS = {"eps", "mode"}  # 'mode' is accepted and ignored: CS231n models set it on every norm param
+
+
+def _eps(fn: str, param_name: str, param) -> float:
+    return _validate.real(f"{param_name}['eps']", param.get("eps", 1e-5), low=0.0, low_open=True, fn=fn)
 
 
 def batchnorm_forward(x, gamma, beta, bn_param):
@@ -33,8 +40,8 @@ def batchnorm_forward(x, gamma, beta, bn_param):
                     ("bn_param['running_var']", rv)):
         if a is not None:
             _validate.shape(fn, name, a, (d,), "D = x.shape[1]")
-    eps = float(bn_param.get("eps", 1e-5))
-    momentum = float(bn_param.get("momentum", 0.9))
+    eps = _eps(fn, "bn_param", bn_param)
+    momentum = _validate.real("bn_param['momentum']", bn_param.get("momentum", 0.9), low=0.0, high=1.0, fn=fn)
     rm = zeros((d,), like=x) if rm is None else rm
     rv = full((d,), 1.0, like=x) if rv is None else rv
 
@@ -135,7 +142,7 @@ def layernorm_forward(x, gamma, beta, ln_param):
     d = x.shape[1]
     _validate.shape(fn, "gamma", gamma, (d,), "D = x.shape[1]")
     _validate.shape(fn, "beta", beta, (d,), "D = x.shape[1]")
-    eps = float(ln_param.get("eps", 1e-5))
+    eps = _eps(fn, "ln_param", ln_param)
     xc = x - xp.mean(x, axis=1, keepdims=True)
     inv_std = 1.0 / xp.sqrt(xp.mean(xc * xc, axis=1, keepdims=True) + eps)
     xhat = xc * inv_std
@@ -150,3 +157,41 @@ def layernorm_backward(dout, cache):
     dxhat = dout * gamma
     dx = _normalized_dx(xp, dxhat, xhat, inv_std, axis=1)
     return dx, xp.sum(dout * xhat, axis=0), xp.sum(dout, axis=0)
+
+
+def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
+    """Group normalization of x (N, C, H, W): the channels form G groups of C/G, and each
+    (sample, group) is normalised over its channels and pixels; gamma, beta (1, C, 1, 1)
+    scale and shift each channel. gn_param: 'eps' (1e-5). Returns out (N, C, H, W), cache."""
+    fn = "spatial_groupnorm_forward"
+    _validate.keys(fn, "gn_param", gn_param, _LN_KEYS)
+    xp = _validate.float_inputs(fn, x=x, gamma=gamma, beta=beta)
+    _validate.ndim(fn, "x", x, 4, "(N, C, H, W)")
+    n, c, h, w = x.shape
+    groups = _validate.integer("G", G, low=1, fn=fn)
+    if c % groups:
+        raise _validate.ArgumentError(f"{fn}: G = {groups} groups must divide the C = {c} channels of x")
+    _validate.shape(fn, "gamma", gamma, (1, c, 1, 1), "(1, C, 1, 1) with C = x.shape[1]")
+    _validate.shape(fn, "beta", beta, (1, c, 1, 1), "(1, C, 1, 1) with C = x.shape[1]")
+    eps = _eps(fn, "gn_param", gn_param)
+    xg = xp.reshape(x, (n, groups, c // groups * h * w))
+    xc = xg - xp.mean(xg, axis=2, keepdims=True)
+    inv_std = 1.0 / xp.sqrt(xp.mean(xc * xc, axis=2, keepdims=True) + eps)
+    xhat = xp.reshape(xc * inv_std, x.shape)
+    return gamma * xhat + beta, (xhat, inv_std, gamma)
+
+
+def spatial_groupnorm_backward(dout, cache):
+    """Gradients (dx (N, C, H, W), dgamma (1, C, 1, 1), dbeta (1, C, 1, 1)) of spatial
+    group normalization."""
+    xhat, inv_std, gamma = cache
+    fn = "spatial_groupnorm_backward"
+    xp = _validate.float_inputs(fn, dout=dout, xhat=xhat)
+    _validate.shape(fn, "dout", dout, xhat.shape, "x of the forward pass")
+    n, c, h, w = xhat.shape
+    groups = inv_std.shape[1]
+    grouped = (n, groups, c // groups * h * w)
+    dxhat = xp.reshape(dout * gamma, grouped)
+    dx = _normalized_dx(xp, dxhat, xp.reshape(xhat, grouped), inv_std, axis=2)
+    dgamma = xp.sum(dout * xhat, axis=(0, 2, 3), keepdims=True)
+    return xp.reshape(dx, xhat.shape), dgamma, xp.sum(dout, axis=(0, 2, 3), keepdims=True)

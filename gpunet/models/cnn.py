@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import _validate
 from .. import layers as L
 from ..losses import softmax_loss
 from .base import Model
@@ -21,7 +22,12 @@ class ThreeLayerConvNet(Model):
     def __init__(self, input_dim=(3, 32, 32), num_filters=32, filter_size=7, hidden_dim=100, num_classes=10,
                  weight_scale=1e-3, reg=0.0, dtype=np.float32, seed=None):
         super().__init__(reg, dtype, seed)
-        c, h, w = input_dim
+        if not isinstance(input_dim, (tuple, list)) or len(input_dim) != 3:
+            raise _validate.ArgumentError(
+                f"ThreeLayerConvNet: input_dim must be (C, H, W), e.g. (3, 32, 32), got {input_dim!r}")
+        c, h, w, num_filters, filter_size, hidden_dim, num_classes = self._sizes(
+            **{"input_dim[0]": input_dim[0], "input_dim[1]": input_dim[1], "input_dim[2]": input_dim[2]},
+            num_filters=num_filters, filter_size=filter_size, hidden_dim=hidden_dim, num_classes=num_classes)
         if filter_size % 2 == 0:
             raise ValueError(f"filter_size must be odd so padding keeps the size, got {filter_size}")
         if h % 2 or w % 2:

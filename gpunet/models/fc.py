@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import _validate
 from .. import layers as L
 from ..losses import softmax_loss
 from .base import Model
@@ -26,9 +27,9 @@ class TwoLayerNet(Model):
     def __init__(self, input_dim=3 * 32 * 32, hidden_dim=100, num_classes=10, weight_scale=1e-3,
                  reg=0.0, activation="relu", dtype=np.float32, seed=None):
         super().__init__(reg, dtype, seed)
-        if activation not in _ACTIVATIONS:
-            raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
-        self.activation = activation
+        input_dim, hidden_dim, num_classes = self._sizes(input_dim=input_dim, hidden_dim=hidden_dim,
+                                                         num_classes=num_classes)
+        self.activation = _validate.choice("activation", activation, sorted(_ACTIVATIONS), fn=type(self).__name__)
         self.params = {
             "W1": self._weight((input_dim, hidden_dim), weight_scale, input_dim, hidden_dim),
             "b1": self._new(np.zeros(hidden_dim)),
@@ -59,30 +60,39 @@ class FullyConnectedNet(Model):
     params: W1..WL, b1..bL, and gamma1..gamma(L-1), beta1..beta(L-1) with normalization.
     Weights N(0, weight_scale^2), or per layer "he" / "xavier" scaled.
     ``dropout_keep_ratio`` is the keep probability (1 = no dropout). ``seed`` makes the
-    initialisation and the dropout masks reproducible; set ``model.dropout_param['seed']``
-    to fix the mask across calls (CS231n's gradient-check trick).
+    initialisation and the stream of dropout masks reproducible: masks differ from call to
+    call (what training needs) and repeat from run to run. Set
+    ``model.dropout_param['seed']`` to use one fixed mask on every call (CS231n's
+    gradient-check trick; ``gpunet.compat.cs231n.FullyConnectedNet(seed=...)`` does this).
     """
+
+    #: the dropout layer (the CS231n compat model swaps in its own seed convention)
+    dropout_forward = staticmethod(L.dropout_forward)
 
     def __init__(self, hidden_dims, input_dim=3 * 32 * 32, num_classes=10, dropout_keep_ratio=1,
                  normalization=None, reg=0.0, weight_scale=1e-2, dtype=np.float32, seed=None):
         super().__init__(reg, dtype, seed)
-        if normalization not in (None, "batchnorm", "layernorm"):
-            raise ValueError(f"normalization must be None, 'batchnorm' or 'layernorm', got {normalization!r}")
-        if not 0 < dropout_keep_ratio <= 1:
-            raise ValueError(f"dropout_keep_ratio is a keep probability in (0, 1], got {dropout_keep_ratio!r}")
-        hidden_dims = list(hidden_dims)
-        self.normalization = normalization
-        self.use_dropout = dropout_keep_ratio != 1
+        fn = type(self).__name__
+        if isinstance(hidden_dims, (str, bytes)) or not hasattr(hidden_dims, "__iter__"):
+            raise _validate.ArgumentError(
+                f"{fn}: hidden_dims must be a list of layer sizes such as [100, 50], got {hidden_dims!r}")
+        hidden_dims = self._sizes(**{f"hidden_dims[{i}]": d for i, d in enumerate(hidden_dims)})
+        input_dim, num_classes = self._sizes(input_dim=input_dim, num_classes=num_classes)
+        self.normalization = _validate.choice("normalization", normalization, (None, "batchnorm", "layernorm"), fn=fn)
+        keep = _validate.probability("dropout_keep_ratio (the keep probability)", dropout_keep_ratio, fn=fn)
+        self.use_dropout = keep != 1
         self.num_layers = len(hidden_dims) + 1
         self.reg_names = tuple(f"W{i}" for i in range(1, self.num_layers + 1))
         dims = [input_dim, *hidden_dims, num_classes]
+        params = {}
         for i in range(1, self.num_layers + 1):
-            self.params[f"W{i}"] = self._weight((dims[i - 1], dims[i]), weight_scale, dims[i - 1], dims[i])
-            self.params[f"b{i}"] = self._new(np.zeros(dims[i]))
+            params[f"W{i}"] = self._weight((dims[i - 1], dims[i]), weight_scale, dims[i - 1], dims[i])
+            params[f"b{i}"] = self._new(np.zeros(dims[i]))
             if normalization and i < self.num_layers:
-                self.params[f"gamma{i}"] = self._new(np.ones(dims[i]))
-                self.params[f"beta{i}"] = self._new(np.zeros(dims[i]))
-        self.dropout_param = {"mode": "train", "p": dropout_keep_ratio, "rng": self.rng}
+                params[f"gamma{i}"] = self._new(np.ones(dims[i]))
+                params[f"beta{i}"] = self._new(np.zeros(dims[i]))
+        self.params = params
+        self.dropout_param = {"mode": "train", "p": keep, "rng": self.rng}
         self.bn_params = [{"mode": "train"} for _ in range(self.num_layers - 1)] if normalization else []
         if normalization == "batchnorm":
             for bn_param, d in zip(self.bn_params, hidden_dims):
@@ -122,7 +132,7 @@ class FullyConnectedNet(Model):
             main = (fc, nc, rc)
         drop = None
         if self.use_dropout:
-            out, drop = L.dropout_forward(out, self.dropout_param)
+            out, drop = self.dropout_forward(out, self.dropout_param)
         return out, (main, drop)
 
     def _hidden_backward(self, i, dout, cache, grads, compute_dx):

@@ -23,6 +23,7 @@ class LogisticClassifier(Model):
 
     def __init__(self, num_features, weight_scale=1e-3, reg=0.0, dtype=np.float32, seed=None):
         super().__init__(reg, dtype, seed)
+        (num_features,) = self._sizes(num_features=num_features)
         self.params = {"W": self._weight((num_features, 1), weight_scale, num_features, 1),
                        "b": self._new(np.zeros(1))}
 
