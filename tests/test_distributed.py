@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 
 import gpunet
+from gpunet._install import clone_install
 from gpunet import optim
 from gpunet.checkpoint import load_npz
 from gpunet.distributed import Communicator, SingleComm, get_comm
@@ -113,7 +114,7 @@ def test_missing_mpi4py_names_the_extra():
     lines = r.stdout.strip().splitlines()
     assert len(lines) == 2
     for line in lines:
-        assert "needs mpi4py" in line and "pip install gpunet[mpi]" in line
+        assert "needs mpi4py" in line and 'pip install "mpi4py>=4.0"' in line
         assert "cluster's own MPI" in line and "mpich" in line
 
 
@@ -125,7 +126,7 @@ def test_cli_distributed_without_mpi4py_is_an_argparse_error():
         capture_output=True, text=True, timeout=60, cwd=REPO, env=_env())
     assert r.returncode == 2
     assert "usage: gpunet" in r.stderr and "--distributed: " in r.stderr
-    assert "pip install gpunet[mpi]" in r.stderr
+    assert 'pip install "mpi4py>=4.0"' in r.stderr
 
 
 def test_nccl_without_a_usable_gpu_says_what_is_missing():
@@ -219,7 +220,7 @@ def _mpiexec():
 MPIEXEC = _mpiexec()
 needs_mpi = pytest.mark.skipif(
     MPIEXEC is None or importlib.util.find_spec("mpi4py") is None,
-    reason="needs mpi4py and an MPI launcher: pip install gpunet[mpi] mpich",
+    reason=f"needs mpi4py and an MPI launcher: `{clone_install('mpi')} mpich`",
 )
 
 
@@ -274,7 +275,7 @@ def trained(tmp_path_factory):
     """One 2-rank launch training the layernorm, batchnorm, and dropout (4 epochs, and 2
     epochs) jobs; then a second launch resuming the 2-epoch run to 4 epochs."""
     if MPIEXEC is None or importlib.util.find_spec("mpi4py") is None:
-        pytest.skip("needs mpi4py and an MPI launcher: pip install gpunet[mpi] mpich")
+        pytest.skip(f"needs mpi4py and an MPI launcher: `{clone_install('mpi')} mpich`")
     out = tmp_path_factory.mktemp("mpi")
     _ok(mpirun([SCRIPTS / "train.py", out, "layernorm", "batchnorm", "dropout_straight",
                 "dropout_short"]))

@@ -43,12 +43,6 @@ NOT_YET_WIRED = {
     "gpunet/solver.py": 'tqdm/matplotlib ImportErrors: pip_install("train")',
     "gpunet/training/solver.py": 'tqdm ImportError: pip_install("train")',
     "gpunet/training/callbacks.py": 'matplotlib ImportError: pip_install("train")',
-    "gpunet/backend/strict.py": 'array-api-strict: clone_install("test")',
-    "gpunet/data/embedded.py": "a damaged install: reinstall from the clone, not `pip install gpunet`",
-    "gpunet/distributed/__init__.py": 'docstring of get_comm: pip_install("mpi")',
-    "gpunet/distributed/mpi.py": 'INSTALL_HINT: pip_install("mpi") plus mpich',
-    "gpunet/distributed/nccl.py": "CuPy: cupy_probe.INSTALL_HINT",
-    "tests/test_distributed.py": 'skip reasons: clone_install("mpi") + " mpich"',
     "scripts/bench.py": 'docstring and message: clone_install("bench")',
 }
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import threading
 
+from .._install import clone_install
 from .cupy_probe import BackendUnavailableError
 
 DEVICE_NAME = "device1"
@@ -29,7 +30,7 @@ def strict_namespace():
             except ImportError as exc:
                 raise BackendUnavailableError(
                     "backend 'strict' needs array-api-strict (a test tool): "
-                    "`pip install gpunet[test]`"
+                    f"`{clone_install('test')}` in a gpunet clone, or `pip install \"array-api-strict>=2.4\"`"
                 ) from exc
             xp.set_array_api_strict_flags(boolean_indexing=False, data_dependent_shapes=False)
             _guard_host_conversion(type(xp.asarray(0.0)))

@@ -36,7 +36,8 @@ BREAST_CANCER_FEATURES = (
 def _broken(path: Path, what: str) -> DataFormatError:
     return DataFormatError(
         f"{path}: {what}; this file ships with gpunet, so the installation is damaged: "
-        "reinstall gpunet (pip install --force-reinstall gpunet)"
+        "reinstall gpunet from its clone (`pip install --force-reinstall .` in the clone) or restore "
+        "the file with `git checkout -- gpunet/data/files`"
     )
 
 

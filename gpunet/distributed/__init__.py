@@ -36,7 +36,7 @@ def get_comm(kind: str = "auto", cuda_aware: bool = False) -> Communicator:
     - ``"single"``: :class:`SingleComm`; ``"mpi"``: :class:`MPIComm` over ``COMM_WORLD``
       (``cuda_aware``: hand CuPy buffers to MPI directly); ``"nccl"``: :class:`NCCLComm`.
 
-    Raises ImportError naming ``pip install gpunet[mpi]`` when mpi4py is needed but missing.
+    Raises ImportError naming ``pip install "mpi4py>=4.0"`` when mpi4py is needed but missing.
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")

@@ -22,15 +22,16 @@ import zlib
 
 import numpy as np
 
+from .._install import pip_install
 from .base import Communicator
 from .packing import BufferPool, pack, unpack
 
 __all__ = ["MPIComm", "import_mpi", "launched_by_mpi"]
 
 INSTALL_HINT = (
-    "pip install gpunet[mpi] (mpi4py only; on a laptop or in CI add an MPI library from "
-    "PyPI: pip install gpunet[mpi] mpich; on a cluster, build mpi4py against the cluster's "
-    "own MPI: module load mpi && pip install --no-binary mpi4py mpi4py)"
+    f"`{pip_install('mpi')}` (mpi4py only; on a laptop or in CI add an MPI library from "
+    f"PyPI: `{pip_install('mpi')} mpich`; on a cluster, build mpi4py against the cluster's "
+    "own MPI: `module load mpi && pip install --no-binary mpi4py mpi4py`)"
 )
 
 # Set in each process by the common launchers: MPICH/Intel MPI (hydra), PMI-2 and PMIx

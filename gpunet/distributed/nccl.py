@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..backend.cupy_probe import INSTALL_HINT
 from .base import Communicator
 from .mpi import MPIComm
 from .packing import BufferPool, pack, unpack
@@ -31,8 +32,8 @@ def import_nccl():
     try:
         import cupy
     except ImportError as exc:
-        raise ImportError("the NCCL communicator needs CuPy: pip install gpunet[cuda12] (or "
-                          "cuda13), or use get_comm('mpi') for NumPy arrays") from exc
+        raise ImportError(f"the NCCL communicator needs CuPy: {INSTALL_HINT}; or use "
+                          "get_comm('mpi') for NumPy arrays") from exc
     import warnings
 
     with warnings.catch_warnings():
