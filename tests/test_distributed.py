@@ -25,8 +25,8 @@ import numpy as np
 import pytest
 
 import gpunet
-from gpunet._install import clone_install
 from gpunet import optim
+from gpunet._install import clone_install
 from gpunet.checkpoint import load_npz
 from gpunet.distributed import Communicator, SingleComm, get_comm
 from gpunet.solver import Solver
