@@ -20,12 +20,18 @@ from __future__ import annotations
 
 from os import PathLike
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from . import nn
 from .backend import to_numpy
-from .models import FullyConnectedNet, LogisticClassifier, ThreeLayerConvNet, TwoLayerNet
+from .models import (
+    FullyConnectedNet,
+    LogisticClassifier,
+    ThreeLayerConvNet,
+    TwoLayerNet,
+)
 
 __all__ = ["save_torch_state_dict", "torch_state_dict"]
 
@@ -113,7 +119,7 @@ def save_torch_state_dict(model, path: str | PathLike) -> Path:
     """Write :func:`torch_state_dict` to ``path``: ``.npz`` (NumPy only) or ``.pt``/``.pth``
     (``torch.save`` of CPU tensors; needs PyTorch). Returns the path."""
     path = Path(path)
-    state = torch_state_dict(model)
+    state: dict[str, Any] = torch_state_dict(model)
     if path.suffix == ".npz":
         np.savez(path, **state)
     elif path.suffix in (".pt", ".pth"):

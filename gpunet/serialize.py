@@ -42,6 +42,8 @@ class Rebuildable:
     """Base of gpunet's models and layers: each instance records the arguments of the
     constructor call that created it, which :func:`model_spec` describes."""
 
+    _constructor_call: tuple[tuple, dict]
+
     def __new__(cls, *args, **kwargs):
         obj = super().__new__(cls)
         obj._constructor_call = (args, kwargs)
@@ -96,14 +98,15 @@ def _encode(value) -> Any:
     return spec
 
 
-def _public_name(cls) -> str:
+def _public_name(cls: type) -> str:
     """``cls`` by its shortest public name, e.g. ``gpunet.models.FullyConnectedNet``
     rather than ``gpunet.models.fc.FullyConnectedNet``."""
     parts = cls.__module__.split(".")
     for i in range(2, len(parts)):
         module = sys.modules.get(".".join(parts[:i]))
-        if getattr(module, cls.__qualname__, None) is cls:
-            return f"{module.__name__}.{cls.__qualname__}"
+        name = cls.__qualname__
+        if module is not None and getattr(module, name, None) is cls:
+            return f"{module.__name__}.{name}"
     return f"{cls.__module__}.{cls.__qualname__}"
 
 

@@ -38,7 +38,7 @@ def read_samples(path: str) -> np.ndarray:
                          "numpy.save(path, X.astype(numpy.float32))") from None
     if not isinstance(X, np.ndarray):
         X.close()
-        raise ValueError(f"{path} is an .npz archive; INPUT must be one array saved with numpy.save")
+        raise TypeError(f"{path} is an .npz archive; INPUT must be one array saved with numpy.save")
     if X.dtype.kind not in "biuf" or X.ndim < 1:
         raise ValueError(f"{path} holds a {X.dtype} array of shape {X.shape}; expected numbers, "
                          "one sample per row (N, ...)")

@@ -74,6 +74,10 @@ class Model(Rebuildable):
         self.set_buffers(to_backend(self.get_buffers(), backend))
         return self
 
+    def loss(self, X, y=None):  # pragma: no cover - every model defines it
+        """Scores (N, C) when y is None, else (loss, grads)."""
+        raise NotImplementedError
+
     def __call__(self, X):
         """Scores (N, C) of X in test mode: ``model.loss(X)``."""
         return self.loss(X)

@@ -299,5 +299,7 @@ class Flatten(Module):
 
 
 
-__all__ = ["Linear", "Conv2d", "MaxPool2d", "AvgPool2d", "ReLU", "LeakyReLU", "Sigmoid", "Tanh",
-           "BatchNorm", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "Dropout", "Flatten"]
+__all__ = [
+    "AvgPool2d", "BatchNorm", "BatchNorm1d", "BatchNorm2d", "Conv2d", "Dropout", "Flatten", "LayerNorm",
+    "LeakyReLU", "Linear", "MaxPool2d", "ReLU", "Sigmoid", "Tanh",
+]
