@@ -7,7 +7,7 @@ import numpy as np
 
 from .. import _validate
 from ..backend import asarray, get_array_module
-from ..backend.namespace import backend_of, from_host, to_backend, to_numpy, xp_dtype
+from ..backend.namespace import backend_of, from_host, to_backend, to_numpy, xp_dtype, zeros
 from ..data.batches import rows
 from ..init import as_rng, weight_std
 from ..serialize import Rebuildable, save_model
@@ -98,7 +98,7 @@ class Model(Rebuildable):
         for start in range(0, n, batch_size):
             scores = self.loss(rows(X, slice(start, min(start + batch_size, n)), like))
             parts.append(xp.astype(xp.argmax(scores, axis=1), xp.int64))
-        labels = xp.concat(parts) if parts else xp.zeros((0,), dtype=xp.int64)
+        labels = xp.concat(parts) if parts else zeros((0,), like, dtype=xp.int64)
         if backend_of(labels) == source:
             return labels
         host = to_numpy(labels)
