@@ -50,10 +50,6 @@ class Rebuildable:
         return obj
 
 
-def _rebuildable(cls) -> bool:
-    return isinstance(cls, type) and issubclass(cls, Rebuildable)
-
-
 def model_spec(model) -> dict | None:
     """The JSON description ``{"class": ..., "args": {...}}`` that :func:`build_model`
     rebuilds ``model`` from, or ``None`` when the model was not made by a gpunet
@@ -101,13 +97,12 @@ def _encode(value) -> Any:
 def _public_name(cls: type) -> str:
     """``cls`` by its shortest public name, e.g. ``gpunet.models.FullyConnectedNet``
     rather than ``gpunet.models.fc.FullyConnectedNet``."""
-    parts = cls.__module__.split(".")
+    parts, name = cls.__module__.split("."), cls.__qualname__
     for i in range(2, len(parts)):
         module = sys.modules.get(".".join(parts[:i]))
-        name = cls.__qualname__
         if module is not None and getattr(module, name, None) is cls:
             return f"{module.__name__}.{name}"
-    return f"{cls.__module__}.{cls.__qualname__}"
+    return f"{cls.__module__}.{name}"
 
 
 def _is_spec(value) -> bool:
@@ -167,7 +162,8 @@ def _gpunet_class(name: str):
             cls = getattr(import_module(module_name), attr, None)
         except ImportError:
             pass
-    if not _rebuildable(cls):
+    gpunet_class = isinstance(cls, type) and issubclass(cls, Rebuildable)
+    if not gpunet_class:  # a ValueError: the file is wrong, not an argument's type
         raise ValueError(
             f"the model class {name!r} is not a gpunet model or layer: gpunet rebuilds only its "
             "own classes and never imports code named in a file. Build the model as you did for "

@@ -7,7 +7,14 @@ import numpy as np
 
 from .. import _validate
 from ..backend import asarray, get_array_module
-from ..backend.namespace import backend_of, from_host, to_backend, to_numpy, xp_dtype, zeros
+from ..backend.namespace import (
+    backend_of,
+    from_host,
+    to_backend,
+    to_numpy,
+    xp_dtype,
+    zeros,
+)
 from ..data.batches import rows
 from ..init import as_rng, weight_std
 from ..serialize import Rebuildable, save_model
