@@ -15,19 +15,23 @@ from .backend import (
     to_numpy,
     use_backend,
 )
+from .backend.namespace import from_dlpack
+from .serialize import load_model
 
 __version__ = "0.1.0"
 
 _SUBMODULES = {
     "backend", "layers", "losses", "gradcheck", "optim", "nn", "models", "solver",
-    "data", "distributed", "cuda", "schedules", "init", "checkpoint", "cli",
+    "data", "distributed", "cuda", "schedules", "init", "checkpoint", "cli", "serialize", "export",
 }
 
 __all__ = [
     "BackendUnavailableError",
     "asarray",
+    "from_dlpack",
     "get_array_module",
     "get_backend",
+    "load_model",
     "set_backend",
     "to_numpy",
     "use_backend",

@@ -4,10 +4,13 @@ The numeric side works on the host in float64. As in CS231n, ``x`` itself is per
 (so ``f`` may ignore its argument and read ``x`` through a closure, e.g. a model's
 ``params``) and restored afterwards. A NumPy ``x`` is perturbed element by element in
 place; a device ``x`` is rewritten whole from the host for each evaluation, never by
-element-wise device writes in a loop.
+element-wise device writes in a loop. A float16/float32 ``x`` gets a ``UserWarning``:
+its rounding swamps the differences, so only float64 checks are meaningful.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 
@@ -33,6 +36,12 @@ class _Perturbed:
         self.values = to_numpy(x, np.float64).copy()
         self.in_place = backend_of(x) == "numpy"
         self.dtype = host_dtype(x.dtype)
+        if self.dtype.kind == "f" and self.dtype.itemsize < 8:
+            warnings.warn(
+                f"gradient check on a {self.dtype} array: its rounding error is close to the "
+                "central-difference step, so relative errors near 1 mean nothing; check gradients "
+                "in float64 (a model built with dtype=np.float64, inputs cast with "
+                "x.astype(np.float64))", UserWarning, stacklevel=3)
 
     def set(self, ix, value: float) -> None:
         self.values[ix] = value

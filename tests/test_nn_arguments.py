@@ -49,8 +49,10 @@ CASES = [
      ints_below(1) | NOT_AN_INT | st.sampled_from([(3,), (3, 0), (3, 3, 3), (3, 2.0), (-1, 2)])),
     (nn.Conv2d, {"in_channels": 1, "out_channels": 2, "kernel_size": 3}, "stride",
      ints_below(1) | NOT_AN_INT | st.sampled_from([(1,), (1, 0), (2, 1.5)])),
-    (nn.Conv2d, {"in_channels": 1, "out_channels": 2, "kernel_size": 3}, "pad",
-     ints_below(0) | NOT_AN_INT | st.sampled_from([(1,), (0, -1), (1, None)])),
+    (nn.Conv2d, {"in_channels": 1, "out_channels": 2, "kernel_size": 3}, "pad",  # pad=None: not given (0)
+     ints_below(0) | NOT_AN_INT.filter(lambda v: v is not None) | st.sampled_from([(1,), (0, -1), (1, None)])),
+    (nn.Conv2d, {"in_channels": 1, "out_channels": 2, "kernel_size": 3}, "padding",
+     ints_below(0) | NOT_AN_INT.filter(lambda v: v is not None) | st.sampled_from([(1,), (0, -1), (1, None)])),
     (nn.MaxPool2d, {"kernel_size": 2}, "kernel_size", ints_below(1) | NOT_AN_INT | st.sampled_from([(2,), (0, 2)])),
     (nn.MaxPool2d, {"kernel_size": 2}, "stride", ints_below(1) | st.sampled_from([1.5, "2", (2,), (1, 0)])),
     (nn.AvgPool2d, {"kernel_size": 2}, "kernel_size", ints_below(1) | NOT_AN_INT),

@@ -107,6 +107,36 @@ def to_numpy(x, dtype=None) -> np.ndarray:
     return np.asarray(x, dtype=dtype)
 
 
+_DLPACK_CPU = 1  # DLPack's device type of host memory (kDLCPU)
+
+
+def from_dlpack(x):
+    """``x`` (any object with ``__dlpack__``: a PyTorch tensor, a JAX array, a NumPy or
+    CuPy array) as an array of the current backend. Shares ``x``'s memory when it already
+    lives where the backend keeps its arrays (a CPU tensor under NumPy, a CUDA tensor under
+    CuPy); otherwise the data is copied there once."""
+    if not hasattr(x, "__dlpack__"):
+        raise TypeError(
+            f"from_dlpack needs an object with __dlpack__ (a PyTorch tensor, JAX, NumPy or CuPy "
+            f"array), got {type(x).__name__}; use gpunet.asarray(x) for other data"
+        )
+    on_host = x.__dlpack_device__()[0] == _DLPACK_CPU
+    backend = get_backend()
+    if backend == "cupy" and not on_host:
+        return namespace("cupy").from_dlpack(x)
+    try:
+        host = np.from_dlpack(x, device="cpu")  # no copy for host memory
+    except (BufferError, RuntimeError, TypeError, ValueError) as exc:
+        if on_host:
+            raise
+        raise BufferError(
+            f"from_dlpack: the array lives on DLPack device {tuple(x.__dlpack_device__())} and its "
+            f"library cannot hand it to the host ({exc}); use the cupy backend "
+            "(gpunet.use_backend('cupy')) or move it to the host first (tensor.cpu())"
+        ) from exc
+    return host if backend == "numpy" else asarray(host)
+
+
 def to_backend(arrays: Mapping[str, Any], backend: str) -> dict[str, Any]:
     """The arrays of a name -> array mapping as a new dict, each moved onto ``backend``
     (``"numpy"``, ``"cupy"``, ...; no copy where an array already is there)."""

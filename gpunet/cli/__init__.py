@@ -6,9 +6,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import info, train
+from . import evaluate, info, predict, train
 
-COMMANDS = (train, info)
+COMMANDS = (train, info, evaluate, predict)
 
 
 def build_parser() -> argparse.ArgumentParser:

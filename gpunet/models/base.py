@@ -15,9 +15,18 @@ import numpy as np
 
 from .. import _validate
 from ..backend import asarray, get_array_module, get_backend
-from ..backend.namespace import backend_of, to_backend, xp_dtype
+from ..backend.namespace import (
+    backend_of,
+    from_host,
+    to_backend,
+    to_numpy,
+    xp_dtype,
+    zeros,
+)
 from ..backend.ops import host_dtype
+from ..data.batches import rows
 from ..init import as_rng, weight_std
+from ..serialize import Rebuildable, save_model
 
 
 class Params(MutableMapping):
@@ -106,7 +115,7 @@ class Params(MutableMapping):
         return "Params(" + ", ".join(f"{k}: {tuple(v.shape)}" for k, v in self.items()) + ")"
 
 
-class Model:
+class Model(Rebuildable):
     """Base of the CS231n-style models.
 
     Contract: ``params`` (name -> array, checked: :class:`Params`); ``loss(X, y=None)``
@@ -187,3 +196,38 @@ class Model:
         self.params.update(to_backend(self.params, backend))
         self.set_buffers(to_backend(self.get_buffers(), backend))
         return self
+
+    def loss(self, X, y=None):  # pragma: no cover - every model defines it
+        """Scores (N, C) when y is None, else (loss, grads)."""
+        raise NotImplementedError
+
+    def __call__(self, X):
+        """Scores (N, C) of X in test mode: ``model.loss(X)``."""
+        return self.loss(X)
+
+    def predict(self, X, batch_size: int = 1000):
+        """Class labels (N,) int64 of X (N, ...): the argmax of the test-mode scores,
+        computed in batches of ``batch_size`` on the model's device. The labels are on
+        X's backend (NumPy in, NumPy out), read back once."""
+        fn = f"{type(self).__name__}.predict"
+        batch_size = _validate.integer("batch_size", batch_size, low=1, fn=fn)
+        source = backend_of(X)
+        if source is None or X.ndim < 1:
+            raise _validate.ArgumentError(f"{fn}: X must be an array of samples (N, ...), got {X!r}")
+        like = next(iter(self.params.values()))
+        xp = get_array_module(like)
+        parts = []
+        n = X.shape[0]
+        for start in range(0, n, batch_size):
+            scores = self.loss(rows(X, slice(start, min(start + batch_size, n)), like))
+            parts.append(xp.astype(xp.argmax(scores, axis=1), xp.int64))
+        labels = xp.concat(parts) if parts else zeros((0,), like, dtype=xp.int64)
+        if backend_of(labels) == source:
+            return labels
+        host = to_numpy(labels)
+        return host if source == "numpy" else from_host(host, X)
+
+    def save(self, path):
+        """Write this model (its description, parameters and buffers) to ``path`` (.npz);
+        ``gpunet.load_model(path)`` rebuilds it. Returns the path written."""
+        return save_model(self, path)

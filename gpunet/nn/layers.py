@@ -12,14 +12,25 @@ from ..backend.namespace import full, zeros
 from .module import Module
 
 
-def _weight_and_bias(fn: str, *, w_shape: tuple, bias: int, fans: tuple[int, int], init, dtype, rng):
+def _weight_and_bias(fn: str, *, w_shape: tuple, biases: int | None, fans: tuple[int, int], init, dtype, rng):
     """Normal weights of ``w_shape`` (std from ``init`` and ``fans`` = (fan_in, fan_out), see
-    :func:`gpunet.init.weight_std`) and zero biases of shape (bias,), after checking
-    ``init``, ``dtype`` and ``rng``."""
+    :func:`gpunet.init.weight_std`) and zero biases of shape (biases,) (None for ``biases=None``),
+    after checking ``init``, ``dtype`` and ``rng``."""
     dtype = _validate.float_dtype("dtype", dtype, fn=fn)
     std = initializers.weight_std(init, *fans, fn=fn)
     rng = initializers.as_rng(rng, "rng", fn=fn)
-    return initializers.normal(w_shape, std, rng, dtype), initializers.constant((bias,), 0.0, dtype)
+    b = None if biases is None else initializers.constant((biases,), 0.0, dtype)
+    return initializers.normal(w_shape, std, rng, dtype), b
+
+
+def _bias(fn: str, bias) -> tuple[str, ...]:
+    """``param_names`` of a layer with a weight ``W`` and, if ``bias`` (True/False), ``b``."""
+    return ("W", "b") if _validate.boolean("bias", bias, fn=fn) else ("W",)
+
+
+def _or_zeros(b, w, n: int):
+    """``b``, or zeros of shape (n,) next to ``w`` for a layer without bias."""
+    return zeros((n,), like=w) if b is None else b
 
 
 def _scale_and_shift(fn: str, num_features: int, eps: float, dtype):
@@ -35,60 +46,71 @@ class Linear(Module):
 
     ``init``: "he" (default, for ReLU), "xavier", or a standard deviation (CS231n's
     weight_scale); biases start at 0. ``rng``: int seed or numpy Generator.
+    ``bias=False``: no ``b`` (as PyTorch: ``self.b`` is None, ``params`` holds only W).
     """
 
-    param_names = ("W", "b")
-
     def __init__(self, in_features: int, out_features: int, init: str | float = "he",
-                 dtype="float32", rng=None):
+                 dtype="float32", rng=None, *, bias: bool = True):
         super().__init__()
         d = _validate.integer("in_features", in_features, low=1, fn="Linear")
         m = _validate.integer("out_features", out_features, low=1, fn="Linear")
         self.in_features, self.out_features = d, m
-        self.W, self.b = _weight_and_bias("Linear", w_shape=(d, m), bias=m, fans=(d, m),
-                                          init=init, dtype=dtype, rng=rng)
+        self.param_names = _bias("Linear", bias)
+        self.W, self.b = _weight_and_bias("Linear", w_shape=(d, m), biases=m if bias else None,
+                                          fans=(d, m), init=init, dtype=dtype, rng=rng)
 
     def forward(self, x):
-        out, self._cache = F.affine_forward(x, self.W, self.b)
+        out, self._cache = F.affine_forward(x, self.W, _or_zeros(self.b, self.W, self.out_features))
         return out
 
     def backward(self, dout, compute_dx: bool = True):
-        dx, self.grads["W"], self.grads["b"] = F.affine_backward(dout, self._saved(), compute_dx)
+        dx, self.grads["W"], db = F.affine_backward(dout, self._saved(), compute_dx)
+        if self.b is not None:
+            self.grads["b"] = db
         return dx
 
     def extra_repr(self):
-        return f"{self.in_features}, {self.out_features}"
+        return f"{self.in_features}, {self.out_features}" + ("" if self.b is not None else ", bias=False")
 
 
 class Conv2d(Module):
     """2-D convolution: W (out_channels, in_channels, kh, kw), b (out_channels,);
-    ``stride`` and ``pad`` an int or (h, w) pair (zero padding)."""
+    ``stride`` and ``pad`` (default 0; PyTorch's name ``padding`` is accepted too) an int
+    or (h, w) pair (zero padding). ``bias=False``: no ``b``, as in :class:`Linear`."""
 
-    param_names = ("W", "b")
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, pad=0,
-                 init: str | float = "he", dtype="float32", rng=None):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, pad=None,
+                 init: str | float = "he", dtype="float32", rng=None, *, padding=None, bias: bool = True):
         super().__init__()
         fn = "Conv2d"
         c = _validate.integer("in_channels", in_channels, low=1, fn=fn)
         f = _validate.integer("out_channels", out_channels, low=1, fn=fn)
         kh, kw = _validate.pair(fn, "kernel_size", kernel_size, low=1)
+        if pad is not None and padding is not None:
+            raise _validate.ArgumentError(
+                f"{fn}: got pad={pad!r} and padding={padding!r}; they are the same setting "
+                "(pad is CS231n's name, padding PyTorch's): give one")
+        name, value = ("pad", pad) if padding is None else ("padding", padding)
         self.conv_param = {"stride": _validate.pair(fn, "stride", stride, low=1),
-                           "pad": _validate.pair(fn, "pad", pad, low=0)}
-        self.W, self.b = _weight_and_bias(fn, w_shape=(f, c, kh, kw), bias=f, fans=(c * kh * kw, f * kh * kw),
-                                          init=init, dtype=dtype, rng=rng)
+                           "pad": _validate.pair(fn, name, 0 if value is None else value, low=0)}
+        self.param_names = _bias(fn, bias)
+        self.W, self.b = _weight_and_bias(fn, w_shape=(f, c, kh, kw), biases=f if bias else None,
+                                          fans=(c * kh * kw, f * kh * kw), init=init, dtype=dtype, rng=rng)
 
     def forward(self, x):
-        out, self._cache = F.conv_forward(x, self.W, self.b, self.conv_param)
+        b = _or_zeros(self.b, self.W, self.W.shape[0])
+        out, self._cache = F.conv_forward(x, self.W, b, self.conv_param)
         return out
 
     def backward(self, dout, compute_dx: bool = True):
-        dx, self.grads["W"], self.grads["b"] = F.conv_backward(dout, self._saved(), compute_dx)
+        dx, self.grads["W"], db = F.conv_backward(dout, self._saved(), compute_dx)
+        if self.b is not None:
+            self.grads["b"] = db
         return dx
 
     def extra_repr(self):
         f, c, kh, kw = self.W.shape
-        return f"{c}, {f}, kernel_size=({kh}, {kw}), stride={self.conv_param['stride']}, pad={self.conv_param['pad']}"
+        return (f"{c}, {f}, kernel_size=({kh}, {kw}), stride={self.conv_param['stride']}, "
+                f"pad={self.conv_param['pad']}" + ("" if self.b is not None else ", bias=False"))
 
 
 class _Pool(Module):
@@ -277,5 +299,7 @@ class Flatten(Module):
 
 
 
-__all__ = ["Linear", "Conv2d", "MaxPool2d", "AvgPool2d", "ReLU", "LeakyReLU", "Sigmoid", "Tanh",
-           "BatchNorm", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "Dropout", "Flatten"]
+__all__ = [
+    "AvgPool2d", "BatchNorm", "BatchNorm1d", "BatchNorm2d", "Conv2d", "Dropout", "Flatten", "LayerNorm",
+    "LeakyReLU", "Linear", "MaxPool2d", "ReLU", "Sigmoid", "Tanh",
+]

@@ -7,9 +7,10 @@ from collections.abc import MutableMapping
 
 from .. import _validate
 from ..backend.namespace import to_backend
+from ..serialize import Rebuildable
 
 
-class Module:
+class Module(Rebuildable):
     """Base layer object.
 
     ``forward(x)`` returns the output and keeps what ``backward`` needs;

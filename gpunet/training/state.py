@@ -24,6 +24,7 @@ from .. import optim
 from .._validate import boolean, integer, real
 from ..backend.namespace import backend_of, from_host
 from ..backend.ops import host_dtype
+from ..serialize import model_spec
 from .device import copy_array, is_array
 
 HISTORY_KEYS = ("loss", "train_acc", "val_acc", "val_loss", "lr")
@@ -139,6 +140,7 @@ class TrainingState:
             "rng": self.rng.bit_generator.state, "eval_rng": self.eval_rng.bit_generator.state,
             "model_rng": model_rng.bit_generator.state if model_rng is not None else None,
             "backend": backend_of(first_param(model)),
+            "model": model_spec(model),  # what gpunet.load_model rebuilds (None: cannot)
         }
         return arrays, meta
 

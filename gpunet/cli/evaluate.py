@@ -1,0 +1,113 @@
+"""``gpunet eval``: a checkpoint's test accuracy on the data it was trained on.
+
+The training command records how it loaded its data in the checkpoint (``meta["run"]``,
+built by :func:`run_info`); eval reloads the same dataset with the same split seed,
+fractions and normalisation, so it prints the number training printed. ``--data`` and
+``--data-path`` override the record; a checkpoint without one needs ``--data``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from .train import DATASETS
+
+# run_info keys passed on to the dataset loader when present (None = the loader's default)
+_LOADER_KEYS = ("seed", "val", "test", "normalize", "flatten")
+
+
+def run_info(ds, *, data_path=None, seed=0, val=None, test=None, model: str | None = None,
+             eval_batch_size: int | None = None) -> dict:
+    """What a training run records (``Solver(run_info=...)``, JSON data) so that ``gpunet
+    eval`` reloads its data and ``gpunet predict`` prepares new samples the same way:
+    the Dataset ``ds`` and the loader arguments used (``val``/``test`` None = the loader's
+    defaults), the training split's normalisation, the model kind ("mlp", "cnn", ...) and
+    the Solver's ``eval_batch_size`` (a float32 matrix product may round differently for
+    another batch size, so eval uses the same one to print exactly training's number)."""
+    normalized = ds.mean is not None
+    return {
+        "data": ds.name, "data_path": str(Path(data_path).resolve()) if data_path else None,
+        "seed": seed, "val": val, "test": test, "normalize": normalized, "flatten": ds.is_flat,
+        "sample_shape": list(ds.sample_shape), "model": model, "eval_batch_size": eval_batch_size,
+        "mean": ds.mean.tolist() if normalized else None, "std": ds.std.tolist() if normalized else None,
+    }
+
+
+def add_model_arguments(p: argparse.ArgumentParser) -> None:
+    """The options ``eval`` and ``predict`` share: the checkpoint and how to run the model."""
+    p.add_argument("checkpoint", metavar="CHECKPOINT",
+                   help="a training checkpoint (PREFIX_best.npz, ...) or a file written by model.save")
+    p.add_argument("--which", choices=("best", "last"), default="best",
+                   help="in a training checkpoint: the best epoch's parameters (default) or the last ones")
+    p.add_argument("--batch-size", type=int, default=None, help="samples per forward pass (default: "
+                   "the training run's evaluation batch size if recorded, else 1000)")
+    p.add_argument("--backend", choices=("auto", "numpy", "cupy"), default="auto",
+                   help="where to run the model (default: auto, a GPU when CuPy can use one)")
+
+
+def load(args):
+    """``(model, meta)`` of ``args.checkpoint`` on ``args.backend``."""
+    from .. import load_model, set_backend
+    from ..checkpoint import load_npz
+
+    if args.batch_size is not None and args.batch_size < 1:
+        args.parser.error(f"--batch-size must be >= 1, got {args.batch_size}")
+    set_backend(args.backend)
+    _, meta = load_npz(args.checkpoint)
+    if args.batch_size is None:
+        args.batch_size = (meta.get("run") or {}).get("eval_batch_size") or 1000
+    return load_model(args.checkpoint, args.which), meta
+
+
+def check_input(model, X, what: str) -> int:
+    """The number of classes ``model`` gives for samples like ``X``'s; a ``ValueError``
+    naming ``what`` if the model cannot take them."""
+    try:
+        return int(model.loss(X[:1]).shape[1])
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"the model does not take {what} of shape {tuple(X.shape[1:])}: {exc}") from None
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    """Register ``gpunet eval`` (alias ``evaluate``) on the subparsers ``sub``."""
+    p = sub.add_parser("eval", aliases=["evaluate"], help="test accuracy of a trained model")
+    add_model_arguments(p)
+    p.add_argument("--data", choices=DATASETS, default=None,
+                   help="dataset (default: the one the checkpoint was trained on)")
+    p.add_argument("--data-path", default=None, help="directory of the dataset's files "
+                   "(default: the one recorded in the checkpoint)")
+    p.set_defaults(run=run, parser=p)
+    return p
+
+
+def load_data(run: dict, data: str | None, data_path: str | None):
+    """The Dataset a run recorded in ``run`` (``{}`` if none), or ``data``/``data_path`` instead."""
+    from ..data import load_dataset
+
+    name = data or run.get("data")
+    if name is None:
+        raise ValueError("the checkpoint does not record its dataset (it was written without run "
+                         "information); name it with --data NAME")
+    if data_path is None and name == run.get("data"):
+        data_path = run.get("data_path")
+    options = {k: run[k] for k in _LOADER_KEYS if run.get(k) is not None}
+    return load_dataset(name, data_path, **options)
+
+
+def run(args) -> int:
+    """Print the test accuracy of the checkpoint's model."""
+    model, meta = load(args)
+    ds = load_data(meta.get("run") or {}, args.data, args.data_path)
+    classes = check_input(model, ds.X_test, f"{ds.name} samples")
+    if classes < ds.num_classes:
+        raise ValueError(f"the model gives {classes} class scores, {ds.name} has {ds.num_classes} classes")
+    labels = model.predict(ds.X_test, batch_size=args.batch_size)
+    epoch = meta.get("best_epoch") if args.which == "best" else meta.get("epoch")
+    source = f"{args.which} parameters, epoch {epoch}" if meta.get("kind") == "solver" else "saved model"
+    print(f"model: {type(model).__name__} from {args.checkpoint} ({source})")
+    print(f"data: {ds.name}: {len(ds.y_test)} test samples")
+    print(f"test accuracy: {float(np.mean(labels == ds.y_test)):.4f}")
+    return 0
