@@ -41,6 +41,19 @@ def read_back(x) -> np.ndarray:
     return to_numpy(x, dtype=np.float64)
 
 
+def count_nonfinite(X) -> int:
+    """Number of NaN or infinite values in ``X`` (any backend; in blocks of rows, one
+    read-back; 0 for integer arrays)."""
+    xp = get_array_module(X)
+    if not xp.isdtype(X.dtype, ("real floating", "complex floating")):
+        return 0
+    n, total = X.shape[0], 0
+    for start in range(0, n, 4096):  # a bounded temporary, the count stays on the device
+        total = total + xp.sum(xp.astype(~xp.isfinite(X[start:min(start + 4096, n), ...]),
+                                         xp.int32))
+    return int(read_back(total))
+
+
 class LossWindow:
     """Per-step losses of one epoch kept where they were computed; read back in slices."""
 
