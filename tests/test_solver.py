@@ -403,7 +403,7 @@ def test_verbose_false_prints_nothing(capsys, tmp_path):
 
 
 EPOCH_LINE = (r"epoch (\d+)/(\d+)  [\d,]+ samples/s  [\d.]+ s  loss (\d+\.\d{4})  "
-              r"train_acc \d\.\d{4}  val_acc \d\.\d{4}  val_loss \d+\.\d{4}")
+              r"train_acc \d\.\d{4}  val_acc \d\.\d{4}  val_loss \d+\.\d{4}(  \(best\))?")
 
 
 def test_plain_progress_is_one_line_per_epoch(capsys):
@@ -443,7 +443,7 @@ def test_live_progress_line_ends_as_the_summary(capsys):
     assert len(finished) == 2 and err.endswith("\n")
     for k, line in enumerate(finished):
         last = line.split("\r")[-1].replace("\x1b[K", "")
-        assert re.fullmatch(r"epoch %d/2  \[=+\]  60/60  " % (k + 1) + EPOCH_LINE[20:], last), last
+        assert re.fullmatch(r"epoch %d/2  \[=+\]  60/60  " % (k + 1) + EPOCH_LINE[19:], last), last
 
 
 def test_plot_writes_an_image(tmp_path):
