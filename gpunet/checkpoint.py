@@ -9,7 +9,8 @@ removed by the next save. A new file gets the permissions ``np.savez`` would giv
 umask's); a replaced one keeps its mode.
 
 Reading checks every member's ``.npy`` header against the bytes the archive holds before
-anything is allocated; every unreadable file raises :class:`CheckpointError` naming it.
+anything is allocated; every file that cannot be read as a checkpoint raises
+:class:`CheckpointError` naming it (a missing one ``FileNotFoundError``).
 """
 
 from __future__ import annotations
@@ -208,13 +209,13 @@ def load_npz(path) -> tuple[dict[str, np.ndarray], dict]:
 
     Raises :class:`CheckpointError` (a ``ValueError``) naming the file for anything that is
     not a complete, well-formed checkpoint of this format version, and ``FileNotFoundError``
-    (also a :class:`CheckpointError`) when there is no file.
+    when there is no file.
     """
     path = Path(path)
     where = f"checkpoint {str(path)!r}"
     if not path.is_file():
         what = "is a directory" if path.is_dir() else "does not exist"
-        raise _Missing(f"{where} {what}")
+        raise FileNotFoundError(f"{where} {what}")
     try:
         with zipfile.ZipFile(path) as z:
             arrays = {}
@@ -249,10 +250,6 @@ def load_npz(path) -> tuple[dict[str, np.ndarray], dict]:
             f"this gpunet reads {FORMAT!r} version {VERSION}"
         )
     return arrays, meta
-
-
-class _Missing(CheckpointError, FileNotFoundError):
-    """No checkpoint file at the path (both a CheckpointError and a FileNotFoundError)."""
 
 
 def _read_member(z: zipfile.ZipFile, info: zipfile.ZipInfo) -> np.ndarray:

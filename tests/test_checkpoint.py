@@ -218,7 +218,7 @@ def test_byte_flips_never_escape_as_another_error(tmp_path):
 
 
 def test_missing_path_and_directory(tmp_path):
-    with pytest.raises(checkpoint.CheckpointError, match="does not exist"):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
         load_npz(tmp_path / "nope.npz")
     with pytest.raises(FileNotFoundError, match="is a directory"):
         load_npz(tmp_path)

@@ -158,7 +158,6 @@ BAD = [  # (argv, exit status, text in the message); {tmp} is a fresh directory
     (["--seed", "-1"], 2, "argument --seed: the value must be an int >= 0, got -1"),
     (["--seed", "1.5"], 2, "argument --seed: expected an int"),
     (["--lr-decay", "inf"], 2, "argument --lr-decay"),
-    (["--epochs", "0"], 2, "argument --epochs"),
     (["--epochs", "-1"], 2, "argument --epochs"),
     (["--batch-size", "0"], 2, "argument --batch-size"),
     (["--hidden", "x"], 2, "argument --hidden: expected an int, got 'x'"),

@@ -47,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the ``gpunet`` command line ``argv`` (default: ``sys.argv[1:]``); returns the exit
-    code."""
+    code (0), or raises ``SystemExit`` with 2 (usage), 1 (failure) or 130 (Ctrl-C) after one
+    line on stderr, as argparse does."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
@@ -66,21 +67,20 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         _print_error(str(exc), args)
-        return 2
+        raise SystemExit(2) from None
     except KeyboardInterrupt:
         if debug:
             raise
         _print_error("interrupted", args, prefix="gpunet: ")
-        return 130
+        raise SystemExit(130) from None
     except Exception as exc:  # a failure: one line unless --debug
         if debug:
             raise
         known = isinstance(exc, (ValueError, OSError, FloatingPointError, ImportError,
                                  RuntimeError, LookupError))
         text = str(exc) if known and str(exc) else f"{type(exc).__name__}: {exc}"
-        _print_error(f"{text} (run with --debug to see the traceback)"
-                     if not known else text, args)
-        return 1
+        _print_error(text if known else f"{text} (run with --debug to see the traceback)", args)
+        raise SystemExit(1) from None
 
 
 def _print_error(message: str, args=None, prefix: str = "gpunet: error: ") -> None:

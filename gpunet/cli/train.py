@@ -113,7 +113,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="mlp only")
     t.add_argument("--dropout", type=_number(float, low=0.0, high=1.0, low_open=True),
                    default=1.0, help="mlp: keep probability (1 = off)")
-    t.add_argument("--epochs", type=_number(int, low=1), default=None,
+    t.add_argument("--epochs", type=_number(int, low=0), default=None,
                    help=f"total number of epochs, resumed ones included ({per})")
     t.add_argument("--batch-size", type=_number(int, low=1), default=None, help=per)
     t.add_argument("--drop-last", action="store_true",
@@ -421,7 +421,7 @@ def run(args) -> int:
                     if exc.checkpoint else
                     "" if args.checkpoint else " (use --checkpoint PREFIX to be able to resume)")
             print(f"gpunet: interrupted: {exc}{hint}", file=sys.stderr, flush=True)
-        return 130
+        raise SystemExit(130) from None
     seconds = time.perf_counter() - t0
     if solver.best_epoch is not None:
         say(f"best validation accuracy {solver.best_val_acc:.4f} (epoch {solver.best_epoch}); "

@@ -47,11 +47,11 @@ def count_nonfinite(X) -> int:
     xp = get_array_module(X)
     if not xp.isdtype(X.dtype, ("real floating", "complex floating")):
         return 0
-    n, total = X.shape[0], 0
+    n, sums = X.shape[0], DeviceSums(1)
     for start in range(0, n, 4096):  # a bounded temporary, the count stays on the device
-        total = total + xp.sum(xp.astype(~xp.isfinite(X[start:min(start + 4096, n), ...]),
-                                         xp.int32))
-    return int(read_back(total))
+        block = X[start:min(start + 4096, n), ...]
+        sums.add(xp.asarray(xp.sum(xp.astype(~xp.isfinite(block), xp.int32))))
+    return int(sums.read()[0])
 
 
 class LossWindow:

@@ -334,10 +334,12 @@ class Solver:
             best = Path(f"{self.checkpoint_name}_best.npz")
             self.best_checkpoint = best if best.exists() else None
 
-    def _take(self, arrays: dict, meta: dict, where: str, warn: bool = True) -> None:
+    def _take(self, arrays: dict, meta: dict, where: str, warn: bool = True,
+              same: bool = False) -> None:
         """Load ``(arrays, meta)`` and the recorded settings by the resume rule: passed
         keywords win (differences go to ``self._changes``), the others are the
-        checkpoint's. All or nothing."""
+        checkpoint's. ``same``: a passed keyword that differs is an error (another
+        process's state). All or nothing."""
         if not isinstance(meta, Mapping):
             raise CheckpointError(f"{where} is not a Solver checkpoint")
         explicit, changes, updates = self._explicit, [], {}
@@ -393,6 +395,11 @@ class Solver:
                     first.get(key) if isinstance(first, Mapping) else None)
                 if old != value:
                     changes.append((f"optim_config[{key!r}]", old, value))
+        if same and changes:
+            raise ValueError(f"{where} has " + ", ".join(
+                f"{k}={old!r}" for k, old, _ in changes) + " but this process has " + ", ".join(
+                f"{k}={new!r}" for k, _, new in changes) + "; build the same Solver on every "
+                "process")
         batch_size = updates.get("batch_size", self.batch_size)
         drop_last = updates.get("drop_last", self.drop_last)
         steps = self.parallel.steps_per_epoch(self.X_train.shape[0], batch_size, drop_last)
@@ -431,7 +438,7 @@ class Solver:
 
     def _import(self, arrays: dict, info: dict, where: str) -> None:
         """Take over the state :meth:`_export` gave (all or nothing)."""
-        self._take(arrays, info["meta"], where, warn=False)
+        self._take(arrays, info["meta"], where, warn=False, same=True)
         best = info["best_checkpoint"]
         self.best_checkpoint = Path(best) if best is not None else None
         if info["resumed"] is not None:
