@@ -3,8 +3,10 @@ command line ends in one line on stderr (``gpunet: error: ...``, in flag terms) 
 status 2 for a usage error or 1 for a failure, before any training; Ctrl-C stops cleanly
 with the command that resumes; resume keeps the run's flags unless new ones are given."""
 
+import importlib.util
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -278,3 +280,29 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
     r = _run(["train", "--resume", last, "--epochs", finished + 1])
     assert r.returncode == 0, r.stderr
     assert f"resumed from epoch {finished} of {last}" in r.stdout
+
+
+@pytest.mark.skipif(shutil.which("mpiexec") is None or importlib.util.find_spec("mpi4py") is None,
+                    reason="needs mpi4py and an MPI launcher: pip install gpunet[mpi] mpich")
+def test_ctrl_c_under_mpiexec_stops_every_rank_with_one_message(tmp_path):
+    """mpiexec forwards SIGINT to every rank; the ranks agree to stop at the same step, rank
+    0 alone says so, and MPI ends without an MPI_Abort."""
+    prefix = tmp_path / "run"
+    proc = subprocess.Popen(
+        ["mpiexec", "-n", "2", sys.executable, "-m", "mpi4py", "-m", "gpunet", "train",
+         "--distributed", "--epochs", "300", "--batch-size", "8", "--checkpoint", prefix],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)})
+    last = tmp_path / "run_last.npz"
+    deadline = time.monotonic() + 100
+    while not last.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert last.exists(), proc.communicate()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err.count("gpunet: interrupted: ") == 1 and err.count("\n") == 1, err
+    assert "Traceback" not in err and "Abort" not in err
+    assert err.rstrip().endswith("continue with: mpiexec -n 2 python -m mpi4py -m gpunet train "
+                                 f"--distributed --resume {last}")
+    assert out.count("test accuracy") == 0

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 import gpunet
-from gpunet.checkpoint import CheckpointError, load_npz, save_npz_atomic
+from gpunet import checkpoint
+from gpunet.checkpoint import load_npz, save_npz_atomic
 from gpunet.models import FullyConnectedNet
 from gpunet.solver import NonFiniteLossError, Solver
-from gpunet.training.callbacks import TrainingInterrupted
+from gpunet.training import callbacks
 
 
 def make_data(n_train=60, n_val=30, seed=0, d=6):
@@ -129,7 +130,7 @@ def test_crafted_metadata_raises_checkpoint_error(ck, tmp_path, corrupt):
     save_npz_atomic(tmp_path / "bad.npz", arrays, meta)
     s = Solver(net(3), make_data(), verbose=False)
     before = params(s.model)
-    with pytest.raises(CheckpointError, match="bad.npz"):
+    with pytest.raises(checkpoint.CheckpointError, match="bad.npz"):
         s.load_checkpoint(tmp_path / "bad.npz")
     assert s.epoch == 0
     for k, w in before.items():
@@ -274,7 +275,7 @@ def test_sigint_stops_after_the_running_step(tmp_path):
     model = InterruptAt(at=11)  # epoch 2, step 3 (8 steps per epoch)
     s = Solver(model, make_data(), batch_size=8, num_epochs=5, verbose=False,
                checkpoint_name=str(tmp_path / "run"))
-    with pytest.raises(TrainingInterrupted) as info:
+    with pytest.raises(callbacks.TrainingInterrupted) as info:
         s.train()
     err = info.value
     assert isinstance(err, KeyboardInterrupt)

@@ -417,10 +417,17 @@ def run(args) -> int:
         solver.train()
     except TrainingInterrupted as exc:
         if root:
-            hint = (f"; continue with: gpunet train --resume {exc.checkpoint}"
+            launch = ("gpunet train" if comm is None else f"mpiexec -n {size} python -m "
+                      "mpi4py -m gpunet train --distributed")
+            hint = (f"; continue with: {launch} --resume {exc.checkpoint}"
                     if exc.checkpoint else
                     "" if args.checkpoint else " (use --checkpoint PREFIX to be able to resume)")
             print(f"gpunet: interrupted: {exc}{hint}", file=sys.stderr, flush=True)
+        if comm is not None:  # every rank stopped at the same step: end MPI cleanly, so
+            comm.barrier()  # mpi4py does not turn the exit status into an MPI_Abort
+            from mpi4py import MPI
+
+            MPI.Finalize()
         raise SystemExit(130) from None
     seconds = time.perf_counter() - t0
     if solver.best_epoch is not None:
