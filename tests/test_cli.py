@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 import gpunet
+import gpunet.data
 from gpunet.backend import cupy_status
 from gpunet.backend.switch import _reset_for_tests
 from gpunet.checkpoint import load_npz
@@ -91,10 +92,16 @@ def test_checkpoint_files_and_resume_with_the_runs_flags(tmp_path, capsys):
                         "--batch-size", "16", "--checkpoint", prefix], capsys)
     assert code == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run_best.npz", "run_last.npz"]
-    meta = load_npz(tmp_path / "run_last.npz")[1]
-    assert meta["run"]["data"] == {"name": "digits", "path": None, "seed": 0, "val": 0.1,
-                                   "test": 0.2, "normalize": True, "flatten": True}
-    assert meta["run"]["model"] == "mlp" and meta["run"]["args"]["hidden"] == [32]
+    run = load_npz(tmp_path / "run_last.npz")[1]["run"]
+    ds = gpunet.data.load_digits(seed=0, val=0.1, test=0.2, flatten=True)
+    assert {k: run[k] for k in ("data", "data_path", "seed", "val", "test", "normalize",
+                                "flatten", "sample_shape", "model", "eval_batch_size")} == {
+        "data": "digits", "data_path": None, "seed": 0, "val": 0.1, "test": 0.2,
+        "normalize": True, "flatten": True, "sample_shape": [64], "model": "mlp",
+        "eval_batch_size": 100}
+    np.testing.assert_allclose(run["mean"], ds.mean) and np.testing.assert_allclose(run["std"],
+                                                                                    ds.std)
+    assert run["args"]["hidden"] == [32] and run["args"]["lr"] == 0.002
     # Only --resume and a longer --epochs: model, lr and batch size come from the checkpoint.
     code, out, _ = cli(["train", "--resume", tmp_path / "run_last.npz", "--epochs", "3"],
                        capsys)
@@ -226,6 +233,7 @@ def test_bad_command_lines_end_in_one_line(argv, status, message, tmp_path, caps
     assert "epoch 1/" not in out or status == 1  # usage errors come before any training
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
 def test_debug_shows_the_traceback(capsys):
     with pytest.raises(gpunet.solver.NonFiniteLossError):
         main(["train", "--optimizer", "sgd", "--lr", "1e12", "--epochs", "2", "--quiet",
@@ -256,14 +264,13 @@ def test_info_and_module_entry_point():
 # --- Ctrl-C -----------------------------------------------------------------------------------
 
 
-def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
-    """SIGINT after the first epoch's checkpoint: exit 130, one message with the exact
-    --resume command, no traceback; that command continues the run."""
-    prefix = tmp_path / "run"
+def _interrupt_after_the_first_epoch(launcher, tmp_path, *flags):
+    """Start ``launcher + gpunet train`` with checkpoints in ``tmp_path``, send SIGINT once
+    the first epoch's checkpoint exists; ``(exit status, stdout, stderr, that file)``."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gpunet", "train", "--epochs", "200", "--checkpoint", prefix,
-         "--batch-size", "8"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)})
+        [*launcher, "-m", "gpunet", "train", "--epochs", "300", "--batch-size", "8",
+         "--checkpoint", str(tmp_path / "run"), *flags], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
     last = tmp_path / "run_last.npz"
     deadline = time.monotonic() + 100
     while not last.exists() and time.monotonic() < deadline and proc.poll() is None:
@@ -271,7 +278,14 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
     assert last.exists(), proc.communicate()
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
+    return proc.returncode, out, err, last
+
+
+def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
+    """SIGINT after the first epoch's checkpoint: exit 130, one message with the exact
+    --resume command, no traceback; that command continues the run."""
+    code, out, err, last = _interrupt_after_the_first_epoch([sys.executable], tmp_path)
+    assert code == 130, err
     assert "Traceback" not in err and err.count("\n") == 1, err
     assert err.startswith("gpunet: interrupted: training interrupted in epoch ")
     assert err.rstrip().endswith(f"continue with: gpunet train --resume {last}")
@@ -287,20 +301,9 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
 def test_ctrl_c_under_mpiexec_stops_every_rank_with_one_message(tmp_path):
     """mpiexec forwards SIGINT to every rank; the ranks agree to stop at the same step, rank
     0 alone says so, and MPI ends without an MPI_Abort."""
-    prefix = tmp_path / "run"
-    proc = subprocess.Popen(
-        ["mpiexec", "-n", "2", sys.executable, "-m", "mpi4py", "-m", "gpunet", "train",
-         "--distributed", "--epochs", "300", "--batch-size", "8", "--checkpoint", prefix],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)})
-    last = tmp_path / "run_last.npz"
-    deadline = time.monotonic() + 100
-    while not last.exists() and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    assert last.exists(), proc.communicate()
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
+    code, out, err, last = _interrupt_after_the_first_epoch(
+        ["mpiexec", "-n", "2", sys.executable, "-m", "mpi4py"], tmp_path, "--distributed")
+    assert code == 130, err
     assert err.count("gpunet: interrupted: ") == 1 and err.count("\n") == 1, err
     assert "Traceback" not in err and "Abort" not in err
     assert err.rstrip().endswith("continue with: mpiexec -n 2 python -m mpi4py -m gpunet train "

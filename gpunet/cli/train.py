@@ -24,6 +24,7 @@ MODELS = ("mlp", "cnn", "logistic")
 OPTIMIZERS = ("sgd", "sgd_momentum", "nesterov", "rmsprop", "adam", "adamw")
 DATASETS = ("digits", "breast-cancer", "fashion-mnist", "mnist", "cifar10")
 VAL, TEST = 0.1, 0.2  # fractions carved from the data (datasets without an official test set)
+_SHIPPED = ("digits", "breast-cancer")  # no files to find, no official test set
 
 #: Defaults per dataset (and ``cnn``: per model), chosen so that a first run takes about two
 #: minutes at most on a laptop CPU (see docs/cli.md for the measured times).
@@ -205,7 +206,7 @@ def check_paths(args) -> None:
     from ..training.callbacks import png_path
     from ..training.solver import _prefix
 
-    if args.data_path is not None and args.data in ("digits", "breast-cancer"):
+    if args.data_path is not None and args.data in _SHIPPED:
         raise UsageError(f"--data-path is for fashion-mnist, mnist and cifar10; {args.data} "
                          "ships with gpunet (drop --data-path)")
     if args.keep_every is not None and args.checkpoint is None:
@@ -225,7 +226,7 @@ def check_paths(args) -> None:
         try:
             from matplotlib.backend_bases import FigureCanvasBase
         except ImportError:
-            raise UsageError('--plot needs matplotlib: pip install "matplotlib>=3.5"') from None
+            raise UsageError('--plot needs matplotlib: pip install "matplotlib>=3.8"') from None
         kinds = FigureCanvasBase.get_supported_filetypes()
         if path.suffix[1:].lower() not in kinds:
             raise UsageError(f"--plot {args.plot}: cannot write {path.suffix!r} files; use one "
@@ -276,15 +277,22 @@ def choose_backend(args) -> tuple[str, str]:
     return chosen, why
 
 
-def run_info(args) -> dict:
-    """What reproduces this run's data and model, and its flags (``Solver(run_info=...)``)."""
-    flags = {a.dest: getattr(args, a.dest) for a in args.flags
-             if a.dest not in ("resume", "quiet", "distributed", "plot", "backend")}
-    path = str(Path(args.data_path).resolve()) if args.data_path else None
-    return {"data": {"name": args.data, "path": path, "seed": args.seed, "val": VAL,
-                     "test": TEST if args.data in ("digits", "breast-cancer") else None,
-                     "normalize": True, "flatten": args.model != "cnn"},
-            "model": args.model, "args": flags}
+def run_info(args, ds) -> dict:
+    """What reproduces this run's data and model (``Solver(run_info=...)``), in the schema
+    ``gpunet eval`` reads (``gpunet.cli.evaluate.run_info``), plus the run's flags
+    (``"args"``), which ``--resume`` takes back."""
+    normalized = ds.mean is not None
+    return {
+        "data": ds.name,
+        "data_path": str(Path(args.data_path).resolve()) if args.data_path else None,
+        "seed": args.seed, "val": VAL, "test": TEST if args.data in _SHIPPED else None,
+        "normalize": normalized, "flatten": ds.is_flat, "sample_shape": list(ds.sample_shape),
+        "model": args.model, "eval_batch_size": max(args.batch_size, 100),
+        "mean": ds.mean.tolist() if normalized else None,
+        "std": ds.std.tolist() if normalized else None,
+        "args": {a.dest: getattr(args, a.dest) for a in args.flags
+                 if a.dest not in ("resume", "quiet", "distributed", "plot", "backend")},
+    }
 
 
 # --- the command --------------------------------------------------------------------------
@@ -366,14 +374,14 @@ def run(args) -> int:
     say(f"backend: {backend} on {device_summary(backend)}{why}")
 
     started = time.perf_counter()
-    kwargs = {"val": VAL, **({"test": TEST} if args.data in ("digits", "breast-cancer") else {})}
+    kwargs = {"val": VAL, **({"test": TEST} if args.data in _SHIPPED else {})}
     try:
         ds = data.load_dataset(args.data, args.data_path, seed=args.seed,
                                flatten=args.model != "cnn", **kwargs)
     except data.DatasetNotFoundError as exc:
         raise UsageError(f"--data {args.data}: {_one_line(exc)}") from None
-    source_text = getattr(ds, "source", "")
-    say(f"data: {ds.name}{' from ' + source_text if source_text else ''}: {len(ds.y_train)} "
+    found = getattr(ds, "source", None)  # where the files were found
+    say(f"data: {ds.name}{f' from {found}' if found else ''}: {len(ds.y_train)} "
         f"train / {len(ds.y_val)} val / {len(ds.y_test)} test samples of shape "
         f"{ds.sample_shape}, {ds.num_classes} classes ({time.perf_counter() - started:.1f} s "
         "to load)")
@@ -406,7 +414,7 @@ def run(args) -> int:
     solver = Solver(model, ds.as_solver_data(), num_train_samples=2000,
                     checkpoint_name=args.checkpoint, keep_every=args.keep_every,
                     resume=args.resume, seed=args.seed, verbose=not args.quiet, comm=comm,
-                    run_info=run_info(args), **solver_kw)
+                    run_info=run_info(args, ds), **solver_kw)
     solver.display_names = FLAG_OF
     steps = solver.iterations_per_epoch
     say(f"training: epochs {solver.epoch + 1}-{solver.num_epochs} of {steps} steps "

@@ -357,7 +357,7 @@ def plot_history(history: dict, iterations_per_epoch: int, path=None, *, best_ep
         from matplotlib.figure import Figure
         from matplotlib.ticker import MaxNLocator
     except ImportError:
-        raise ImportError('Solver.plot needs matplotlib: pip install "matplotlib>=3.5"') from None
+        raise ImportError('Solver.plot needs matplotlib: pip install "matplotlib>=3.8"') from None
     h = history
     lrs = [v for v in h["lr"] if v is not None]
     show_lr = len(set(lrs)) > 1

@@ -129,10 +129,12 @@ class Solver:
       data-parallel training, see :mod:`gpunet.training.parallel` (``batch_size`` is then
       per process).
     - ``run_info`` (None): JSON data describing the run, stored in every checkpoint's
-      metadata under ``"run"``. ``gpunet train`` records what reproduces its data and model:
-      ``{"data": {"name", "path" (absolute, or None), "seed", "val", "test", "normalize",
-      "flatten"}, "model": "mlp" | "cnn" | "logistic", "args": {flag: value}}``, which
-      ``gpunet eval`` and ``gpunet train --resume`` read back.
+      metadata under ``"run"``. ``gpunet train`` records what reproduces its data and model,
+      which ``gpunet eval`` and ``gpunet train --resume`` read back: ``{"data": dataset
+      name, "data_path": absolute directory or None, "seed": split seed, "val", "test":
+      fractions (None: the loader's), "normalize", "flatten", "sample_shape", "mean",
+      "std": the training split's statistics, "model": "mlp" | "cnn" | "logistic",
+      "eval_batch_size", "args": {flag: value}}``.
     - ``resume``: a checkpoint path to continue from. The checkpoint gives the state
       (parameters, buffers, optimizer state, counters, history, generators). Settings follow
       one rule: a keyword you pass wins, and if it differs from the checkpoint's it is
