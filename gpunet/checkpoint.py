@@ -152,7 +152,7 @@ def remove_stale_temporaries(directory) -> list[Path]:
     """Remove the temporary files of our naming in ``directory`` whose writer no longer runs
     (its process id is gone), or, for names without a process id, that are older than this
     process. Returns the removed paths; files that cannot be removed are left."""
-    removed = []
+    removed: list[Path] = []
     try:
         entries = list(os.scandir(directory))
     except OSError:

@@ -443,7 +443,7 @@ def test_live_progress_line_ends_as_the_summary(capsys):
     assert len(finished) == 2 and err.endswith("\n")
     for k, line in enumerate(finished):
         last = line.split("\r")[-1].replace("\x1b[K", "")
-        assert re.fullmatch(r"epoch %d/2  \[=+\]  60/60  " % (k + 1) + EPOCH_LINE[19:], last), last
+        assert re.fullmatch(rf"epoch {k + 1}/2  \[=+\]  60/60  " + EPOCH_LINE[19:], last), last
 
 
 def test_plot_writes_an_image(tmp_path):

@@ -332,8 +332,8 @@ def _read_resume(path: str):
     from ..checkpoint import load_npz
 
     _, meta = load_npz(path)
-    run = meta.get("run") if isinstance(meta.get("run"), dict) else {}
-    flags = run.get("args") if isinstance(run.get("args"), dict) else {}
+    run = meta["run"] if isinstance(meta.get("run"), dict) else {}
+    flags = run["args"] if isinstance(run.get("args"), dict) else {}
     return meta, flags
 
 

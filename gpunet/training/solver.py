@@ -387,14 +387,12 @@ class Solver:
         if rule_name != rule:  # another rule (passed): its optimizer state starts afresh
             configs = self._fresh_state(self.optim_config).optim_configs
         override = self.optim_config
-        saved_scalars = meta.get("optim_scalars") or {}
-        first = next(iter(saved_scalars.values()), {}) if isinstance(saved_scalars, Mapping) else {}
-        saved_lr = next(iter((meta.get("base_lr") or {}).values()), None) \
-            if isinstance(meta.get("base_lr"), Mapping) else None
+        first = _first_value(meta.get("optim_scalars"))
+        saved = dict(first) if isinstance(first, Mapping) else {}
+        saved["learning_rate"] = _first_value(meta.get("base_lr"))  # the base rate
         if configs is None:
             for key, value in override.items():
-                old = saved_lr if key == "learning_rate" else (
-                    first.get(key) if isinstance(first, Mapping) else None)
+                old = saved.get(key)
                 if old != value:
                     changes.append((f"optim_config[{key!r}]", old, value))
         if same and changes:
@@ -445,6 +443,11 @@ class Solver:
         self.best_checkpoint = Path(best) if best is not None else None
         if info["resumed"] is not None:
             self.resumed = Resumed(*info["resumed"])
+
+
+def _first_value(mapping):
+    """The first value of ``mapping`` (None if it is not a non-empty mapping)."""
+    return next(iter(mapping.values()), None) if isinstance(mapping, Mapping) else None
 
 
 def _prefix(name):
