@@ -122,7 +122,8 @@ def save_npz_atomic(path, arrays: dict, meta: dict | None = None) -> Path:
         with os.fdopen(fd, "wb") as f:
             _write_npz(f, payload)
             f.flush()
-            os.fchmod(f.fileno(), mode)
+            if hasattr(os, "fchmod"):  # POSIX
+                os.fchmod(f.fileno(), mode)
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:

@@ -221,6 +221,7 @@ def test_bad_command_lines_end_in_one_line(argv, status, message, tmp_path, caps
         s = Solver(FullyConnectedNet([7], input_dim=64, num_classes=10), dict(
             X_train=X, y_train=y, X_val=X, y_val=y), num_epochs=1, verbose=False)
         s.train()
+        s.num_epochs = 5  # more to train: the model is what does not fit
         subs["{python_ck}"] = str(s.save_checkpoint(tmp_path / "py.npz"))
     for k, v in subs.items():
         argv = [a.replace(k, v) for a in argv]

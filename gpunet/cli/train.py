@@ -27,7 +27,7 @@ VAL, TEST = 0.1, 0.2  # fractions carved from the data (datasets without an offi
 _SHIPPED = ("digits", "breast-cancer")  # no files to find, no official test set
 
 #: Defaults per dataset (and ``cnn``: per model), chosen so that a first run takes about two
-#: minutes at most on a laptop CPU (see docs/cli.md for the measured times).
+#: minutes at most on a laptop CPU (docs/cli.md).
 DEFAULTS = {
     "digits": dict(epochs=30, batch_size=32, lr=1e-3, hidden=[128]),
     "breast-cancer": dict(epochs=30, batch_size=32, lr=1e-3, hidden=[128]),
@@ -355,6 +355,8 @@ def run(args) -> int:
     check_paths(args)
     if meta is not None:
         done = meta.get("epoch", 0)
+        if source["epochs"] == "default":  # a checkpoint without the run's flags
+            args.epochs = meta.get("num_epochs") or args.epochs
         if args.epochs <= done:
             how = (f"--epochs {args.epochs}" if source["epochs"] == "explicit"
                    else f"the checkpoint's run had --epochs {args.epochs}")
