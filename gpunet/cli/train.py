@@ -31,16 +31,16 @@ _SHIPPED = ("digits", "breast-cancer")  # no files to find, no official test set
 DEFAULTS = {
     "digits": dict(epochs=30, batch_size=32, lr=1e-3, hidden=[128]),
     "breast-cancer": dict(epochs=30, batch_size=32, lr=1e-3, hidden=[128]),
-    "fashion-mnist": dict(epochs=10, batch_size=64, lr=1e-3, hidden=[256]),
-    "mnist": dict(epochs=10, batch_size=64, lr=1e-3, hidden=[256]),
-    "cifar10": dict(epochs=5, batch_size=64, lr=1e-3, hidden=[256]),
+    "fashion-mnist": dict(epochs=10, batch_size=128, lr=1e-3, hidden=[256]),
+    "mnist": dict(epochs=10, batch_size=128, lr=1e-3, hidden=[256]),
+    "cifar10": dict(epochs=5, batch_size=128, lr=1e-3, hidden=[256]),
 }
 CNN_DEFAULTS = {
     "digits": dict(epochs=10, filters=16, hidden=[64]),
     "breast-cancer": dict(),
-    "fashion-mnist": dict(epochs=1, filters=8, hidden=[64]),
-    "mnist": dict(epochs=1, filters=8, hidden=[64]),
-    "cifar10": dict(epochs=1, filters=8, hidden=[64]),
+    "fashion-mnist": dict(epochs=1, batch_size=64, filters=8, hidden=[64]),
+    "mnist": dict(epochs=1, batch_size=64, filters=8, hidden=[64]),
+    "cifar10": dict(epochs=1, batch_size=64, filters=8, hidden=[64]),
 }
 FALLBACK = dict(filters=32)
 

@@ -222,7 +222,8 @@ class Progress(Callback):
             total = solver.num_epochs * solver.iterations_per_epoch
             self.say(f"iteration {solver.state.iteration}/{total}  loss {losses[-1]:.4f}  "
                      f"{self._rate(now):,.0f} samples/s")
-        if not (self.live or self.estimated) and now - self.t0 >= 2.0 and self.seen:
+        if not (self.live or self.estimated) and now - self.t0 >= 3.0 and \
+                self.seen >= self.total / 20:  # past the first, slower steps
             self.estimated = True
             expected = (now - self.t0) * self.total / self.seen
             self.say(f"epoch {self.epoch}/{self.epochs}: about {_duration(expected)} per "
