@@ -15,7 +15,7 @@ __all__ = ["EXTRAS", "clone_install", "pip_install"]
 EXTRAS: dict[str, dict[str, str]] = {
     "cuda12": {"cupy-cuda12x": ">=13.3"},
     "cuda13": {"cupy-cuda13x": ">=14"},
-    "train": {"tqdm": ">=4.66", "matplotlib": ">=3.8"},
+    "train": {"matplotlib": ">=3.8"},
     "mpi": {"mpi4py": ">=4.0"},
 }
 

@@ -12,7 +12,7 @@ import gpunet
 from gpunet import models
 from gpunet.checkpoint import load_npz, save_npz_atomic
 from gpunet.cli import main
-from gpunet.cli.evaluate import run_info
+from gpunet.cli.train import run_record
 from gpunet.solver import Solver
 
 BC = {"seed": 3, "val": 0.2, "test": 0.25}  # breast-cancer, not the loader's defaults
@@ -69,7 +69,7 @@ def breast_cancer_run(tmp_path_factory):
     model.set_buffers(dict(solver.best_buffers))
     best = solver.check_accuracy(ds.X_test, ds.y_test)
     assert f"{best:.4f}" != f"{last:.4f}"  # so eval must take the right ones
-    run = run_info(ds, model="mlp", eval_batch_size=solver.eval_batch_size, **BC)
+    run = run_record(ds, model="mlp", eval_batch_size=solver.eval_batch_size, **BC)
     return _with_run(path, run), {"best": best, "last": last}, ds
 
 
@@ -98,7 +98,7 @@ def test_predict_takes_images_flat_or_shaped(tmp_path, capsys):
     ds = gpunet.data.load_digits()
     model = models.ThreeLayerConvNet(input_dim=(1, 8, 8), num_filters=3, filter_size=3, hidden_dim=10, num_classes=10,
                                      weight_scale="he", seed=0)
-    path = _with_run(model.save(tmp_path / "cnn.npz"), run_info(ds, model="cnn"))
+    path = _with_run(model.save(tmp_path / "cnn.npz"), run_record(ds, model="cnn"))
     expected = model.predict(ds.X_test)
     raw = gpunet.data.load_digits(normalize=False).X_test
     for shape in [raw.shape, (len(raw), 64)]:

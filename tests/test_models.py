@@ -234,7 +234,7 @@ def test_nn_classifier_trains_with_the_solver_and_resumes_exactly(tmp_path):
     first = make(0)
     Solver(first, data, num_epochs=2, checkpoint_name=str(tmp_path / "c"), restore_best=False, **kw).train()
     resumed = make(7)  # different initialisation and dropout stream: all of it comes from the checkpoint
-    solver = Solver(resumed, data, num_epochs=3, resume=str(tmp_path / "c_epoch_2.npz"), **kw)
+    solver = Solver(resumed, data, num_epochs=3, resume=str(tmp_path / "c_last.npz"), **kw)
     solver.train()
     assert solver.check_accuracy(data["X_val"], data["y_val"]) > 0.5
     for k in straight.params:

@@ -40,9 +40,6 @@ OUTSIDE_EXTRAS = {
 # moving this code when the hints moved to gpunet/_install.py; each is to call
 # _install.pip_install(extra) or _install.clone_install(*extras). Delete a line once done.
 NOT_YET_WIRED = {
-    "gpunet/solver.py": 'tqdm/matplotlib ImportErrors: pip_install("train")',
-    "gpunet/training/solver.py": 'tqdm ImportError: pip_install("train")',
-    "gpunet/training/callbacks.py": 'matplotlib ImportError: pip_install("train")',
     "scripts/bench.py": 'docstring and message: clone_install("bench")',
 }
 

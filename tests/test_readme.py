@@ -72,7 +72,7 @@ def _missing_gpu() -> str | None:
 
 # requirement name -> () -> None when present, else the skip reason
 MISSING = {
-    "train": lambda: _missing_modules("train", ("tqdm", "matplotlib")),
+    "train": lambda: _missing_modules("train", ("matplotlib",)),
     "mpi": _missing_mpi,
     "gpu": _missing_gpu,
 }

@@ -1,7 +1,7 @@
 """``gpunet eval``: a checkpoint's test accuracy on the data it was trained on.
 
 The training command records how it loaded its data in the checkpoint (``meta["run"]``,
-built by :func:`run_info`); eval reloads the same dataset with the same split seed,
+built by :func:`gpunet.cli.train.run_record`); eval reloads the same dataset with the same split seed,
 fractions and normalisation, so it prints the number training printed. ``--data`` and
 ``--data-path`` override the record; a checkpoint without one needs ``--data``.
 """
@@ -9,7 +9,6 @@ fractions and normalisation, so it prints the number training printed. ``--data`
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
 
@@ -17,23 +16,6 @@ from .train import DATASETS
 
 # run_info keys passed on to the dataset loader when present (None = the loader's default)
 _LOADER_KEYS = ("seed", "val", "test", "normalize", "flatten")
-
-
-def run_info(ds, *, data_path=None, seed=0, val=None, test=None, model: str | None = None,
-             eval_batch_size: int | None = None) -> dict:
-    """What a training run records (``Solver(run_info=...)``, JSON data) so that ``gpunet
-    eval`` reloads its data and ``gpunet predict`` prepares new samples the same way:
-    the Dataset ``ds`` and the loader arguments used (``val``/``test`` None = the loader's
-    defaults), the training split's normalisation, the model kind ("mlp", "cnn", ...) and
-    the Solver's ``eval_batch_size`` (a float32 matrix product may round differently for
-    another batch size, so eval uses the same one to print exactly training's number)."""
-    normalized = ds.mean is not None
-    return {
-        "data": ds.name, "data_path": str(Path(data_path).resolve()) if data_path else None,
-        "seed": seed, "val": val, "test": test, "normalize": normalized, "flatten": ds.is_flat,
-        "sample_shape": list(ds.sample_shape), "model": model, "eval_batch_size": eval_batch_size,
-        "mean": ds.mean.tolist() if normalized else None, "std": ds.std.tolist() if normalized else None,
-    }
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:

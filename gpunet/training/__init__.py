@@ -7,8 +7,8 @@ checkpoints, plot), ``parallel`` (the only part that knows about processes), ``d
 (copies on the device and the read-backs).
 """
 
-from .callbacks import NonFiniteLossError
-from .solver import Solver
+from .callbacks import NonFiniteLossError, TrainingInterrupted
+from .solver import Resumed, Solver
 from .state import TrainingState
 
-__all__ = ["NonFiniteLossError", "Solver", "TrainingState"]
+__all__ = ["NonFiniteLossError", "Resumed", "Solver", "TrainingInterrupted", "TrainingState"]

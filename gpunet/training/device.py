@@ -41,6 +41,19 @@ def read_back(x) -> np.ndarray:
     return to_numpy(x, dtype=np.float64)
 
 
+def count_nonfinite(X) -> int:
+    """Number of NaN or infinite values in ``X`` (any backend; in blocks of rows, one
+    read-back; 0 for integer arrays)."""
+    xp = get_array_module(X)
+    if not xp.isdtype(X.dtype, ("real floating", "complex floating")):
+        return 0
+    n, sums = X.shape[0], DeviceSums(1)
+    for start in range(0, n, 4096):  # a bounded temporary, the count stays on the device
+        block = X[start:min(start + 4096, n), ...]
+        sums.add(xp.asarray(xp.sum(xp.astype(~xp.isfinite(block), xp.int32))))
+    return int(sums.read()[0])
+
+
 class LossWindow:
     """Per-step losses of one epoch kept where they were computed; read back in slices."""
 

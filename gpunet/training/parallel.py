@@ -74,14 +74,16 @@ class SingleProcess:
 
     # --- sharing the data ---------------------------------------------------------------------
     def steps_per_epoch(self, num_train: int, batch_size: int, drop_last: bool) -> int:
-        """Steps of an epoch on ``num_train`` examples (each process takes its share)."""
+        """Steps of an epoch on ``num_train`` examples (each process takes its share; a
+        last batch of one example is merged into the one before)."""
         per_rank = num_train // self.size
         where = "" if self.size == 1 else f" per process ({self.size} processes)"
         if per_rank == 0:
             raise ValueError(f"{num_train} training examples cannot be shared by {self.size} "
                              "processes; use fewer processes or more data")
-        if not drop_last:
-            return -(-per_rank // batch_size)
+        if not drop_last:  # a last batch of one example joins the batch before it
+            steps = -(-per_rank // batch_size)
+            return steps - 1 if steps > 1 and per_rank % batch_size == 1 else steps
         if per_rank < batch_size:
             raise ValueError(
                 f"drop_last=True with batch_size={batch_size} > {per_rank} training "
@@ -123,6 +125,12 @@ class SingleProcess:
         """Raise ``error`` if given (on every process, if one of them failed to ``what``)."""
         if error is not None:
             raise error
+
+    def any_flag(self, flag: bool, agreed_point: bool) -> bool:
+        """Whether ``flag`` (e.g. Ctrl-C was pressed) is set on any process. Several
+        processes compare flags only at ``agreed_point`` steps (a collective that every
+        process reaches together), else this is False."""
+        return bool(flag)
 
     def on_root(self, fn, what: str) -> None:
         """Run ``fn()`` on rank 0 only (printing, writing); raise its failure everywhere."""
@@ -206,6 +214,14 @@ class DataParallel(SingleProcess):
         failed = np.flatnonzero(flags).tolist()
         if failed:
             raise RuntimeError(f"rank(s) {failed} failed to {what}; see their error")
+
+    def any_flag(self, flag, agreed_point):
+        if self.size == 1:
+            return bool(flag)
+        if not agreed_point:
+            return False
+        (flags,) = self.comm.allreduce_sum([np.array([float(bool(flag))])])
+        return bool(flags[0])
 
     def on_root(self, fn, what):
         error = None

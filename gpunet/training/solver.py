@@ -12,8 +12,9 @@ the best epoch is chosen by the monitored metric even if it never beats 0.
 Additions: ``patience`` early stopping on ``monitor``, learning-rate schedules
 (:mod:`gpunet.schedules`), atomic ``.npz`` checkpoints that resume bitwise-exactly on the
 same backend and load onto any backend (provided the model draws its randomness from
-``model.rng``, a checkpointed ``numpy.random.Generator``), a NaN/inf guard, a tqdm
-progress bar, ``history`` and :meth:`Solver.plot`, data-parallel training (``comm``).
+``model.rng``, a checkpointed ``numpy.random.Generator``), a NaN/inf guard, a progress
+line per epoch, a clean stop on Ctrl-C, ``history`` and :meth:`Solver.plot`, data-parallel
+training (``comm``).
 
 ``history``: ``loss`` per iteration; ``train_acc``, ``val_acc``, ``val_loss`` and ``lr``
 (the rate of the epoch's last step) per epoch, evaluated at each epoch end. Schedules are
@@ -25,13 +26,13 @@ loop (:mod:`.loop`), the state and its checkpoint schema (:mod:`.state`), evalua
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
 
-from .. import optim
+from .. import optim, schedules
 from .._validate import boolean, choice, integer
-from ..checkpoint import load_npz, save_npz_atomic
-from ..schedules import make_schedule
+from ..checkpoint import CheckpointError, load_npz, save_npz_atomic, to_json
 from . import loop
 from .callbacks import (
     Checkpoint,
@@ -46,10 +47,16 @@ from .evaluate import evaluate
 from .parallel import make_parallel
 from .state import TrainingState
 
-__all__ = ["Solver"]
+__all__ = ["Resumed", "Solver"]
 
 _MONITORS = ("val_acc", "val_loss")
 _SPLITS = ("X_train", "y_train", "X_val", "y_val")
+#: Solver keywords that set the learning-rate schedule.
+_SCHEDULE_KEYWORDS = ("lr_schedule", "lr_decay", "warmup_iters")
+#: Recorded settings a resumed Solver takes from the checkpoint unless they were passed.
+_ADOPTED = ("batch_size", "drop_last", "num_epochs", "monitor", "patience")
+#: How often the loss is read back (and checked) without an explicit ``print_every``.
+READ_EVERY = 10
 
 
 class _InState:
@@ -65,6 +72,30 @@ class _InState:
         setattr(solver.state, self.name, value)
 
 
+@dataclass(frozen=True)
+class Resumed:
+    """What a resume took from a checkpoint: the file, its epoch and iteration, and the
+    settings that differ from the checkpoint's, ``(keyword, checkpoint's, now)``."""
+
+    path: str
+    epoch: int
+    iteration: int
+    changes: tuple = ()
+
+    def describe(self, names: Mapping | None = None) -> str:
+        """One line for the user; ``names`` maps keywords to the names to show (CLI flags)."""
+        names = names or {}
+        line = f"resumed from epoch {self.epoch} of {self.path} (iteration {self.iteration})"
+        if self.changes:
+            line += "; changed: " + ", ".join(
+                f"{names.get(k, k)} {_show(old)} -> {_show(new)}" for k, old, new in self.changes)
+        return line
+
+
+def _show(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 class Solver:
     """Train ``model`` on ``data`` (dict with ``X_train``, ``y_train``, ``X_val``, ``y_val``).
 
@@ -74,23 +105,50 @@ class Solver:
     - ``update_rule`` ("sgd"): a name in :data:`gpunet.optim.UPDATE_RULES` or a callable
       ``update(w, dw, config) -> (w, config)``; ``optim_config`` ({}): its hyperparameters,
       copied per parameter; ``lr_decay`` (1.0): learning rate factor per epoch;
-      ``batch_size`` (100); ``num_epochs`` (10); ``num_train_samples`` (1000) /
-      ``num_val_samples`` (None = all): subsample size for the per-epoch accuracies;
-      ``checkpoint_name`` (None): write ``{name}_epoch_{k}.npz`` after every epoch and
-      ``{name}_best.npz`` when the monitored metric improves; ``print_every`` (10): read
-      the loss back (report, NaN check) every this many iterations; ``verbose`` (True).
+      ``batch_size`` (100); ``num_epochs`` (10: the total, counting resumed epochs);
+      ``num_train_samples`` (1000) / ``num_val_samples`` (None = all): subsample size for
+      the per-epoch accuracies; ``print_every`` (None): print the loss every this many
+      iterations (CS231n's lines; without it the loss is read back every 10 iterations for
+      the progress line and the NaN check); ``verbose`` (True).
+    - ``checkpoint_name`` (None): a path prefix (a trailing ``.npz`` is dropped);
+      ``{prefix}_last.npz`` is written after every epoch and ``{prefix}_best.npz`` when
+      the monitored metric improves; ``keep_every`` (None): also keep
+      ``{prefix}_epoch_{k}.npz`` every this many epochs (1: CS231n's file per epoch).
     - ``patience`` (None): stop after this many epochs without improvement of ``monitor``
       ("val_acc" or "val_loss", the softmax cross-entropy of the scores, without
       regularization); ``lr_schedule`` (None = step decay by ``lr_decay``; "cosine",
       "constant", a :class:`gpunet.schedules.Schedule` or ``fn(epoch) -> factor``);
       ``warmup_iters`` (0): linear warm-up, applied per iteration; ``seed``: seeds the
-      Solver's generator (batch permutations, accuracy subsamples); ``resume``: a
-      checkpoint path to continue from; ``eval_batch_size`` (max(batch_size, 100));
-      ``drop_last`` (False): drop the incomplete last batch of an epoch; ``restore_best``
-      (True): put the best epoch's parameters into the model when training ends;
-      ``progress`` ("auto": a tqdm bar if tqdm is installed, else plain lines; True; False);
-      ``comm`` (None): a :class:`gpunet.distributed.Communicator` for data-parallel
-      training, see :mod:`gpunet.training.parallel` (``batch_size`` is then per process).
+      Solver's generator (batch permutations, accuracy subsamples); ``eval_batch_size``
+      (max(batch_size, 100)); ``drop_last`` (False): drop the incomplete last batch of an
+      epoch (without it, a last batch of one example is merged into the batch before, so
+      BatchNorm always sees two or more); ``restore_best`` (True): put the best epoch's
+      parameters into the model when training ends; ``progress`` ("auto": a line per epoch
+      updated in place when stderr is a terminal, else plain lines; True: always in place;
+      False: plain lines); ``comm`` (None): a :class:`gpunet.distributed.Communicator` for
+      data-parallel training, see :mod:`gpunet.training.parallel` (``batch_size`` is then
+      per process).
+    - ``run_info`` (None): JSON data describing the run, stored in every checkpoint's
+      metadata under ``"run"``. ``gpunet train`` records what reproduces its data and model,
+      which ``gpunet eval`` and ``gpunet train --resume`` read back: ``{"data": dataset
+      name, "data_path": absolute directory or None, "seed": split seed, "val", "test":
+      fractions (None: the loader's), "normalize", "flatten", "sample_shape", "mean",
+      "std": the training split's statistics, "model": "mlp" | "cnn" | "logistic",
+      "eval_batch_size", "args": {flag: value}}``.
+    - ``resume``: a checkpoint path to continue from. The checkpoint gives the state
+      (parameters, buffers, optimizer state, counters, history, generators). Settings follow
+      one rule: a keyword you pass wins, and if it differs from the checkpoint's it is
+      reported (``solver.resumed``, printed when training starts); a setting you do not
+      pass is the checkpoint's (``update_rule``, ``batch_size``, ``drop_last``,
+      ``num_epochs``, ``monitor``, ``patience``, the schedule, ``run_info``, and each
+      ``optim_config`` entry: ``{"learning_rate": 0.5}`` sets a new base rate and keeps
+      the saved moments). Another ``update_rule`` starts its optimizer state afresh. Only a
+      model that does not fit the saved parameters is refused.
+
+    Ctrl-C during :meth:`train` stops at the end of the running step and raises
+    :class:`~gpunet.training.callbacks.TrainingInterrupted` (a ``KeyboardInterrupt``); the
+    last finished epoch is in ``{prefix}_last.npz`` when checkpointing. A second Ctrl-C
+    interrupts at once.
     """
 
     epoch = _InState()
@@ -118,6 +176,7 @@ class Solver:
         self.X_train, self.y_train, self.X_val, self.y_val = _splits(data)
 
         fn = "Solver"
+        self._explicit = frozenset(kwargs)  # what the caller passed wins over a checkpoint
         self.update_rule = kwargs.pop("update_rule", "sgd")
         self.optim_config = kwargs.pop("optim_config", {})
         self.lr_decay = kwargs.pop("lr_decay", 1.0)
@@ -127,8 +186,11 @@ class Solver:
                                          low=1, allow_none=True, fn=fn)
         self.num_val_samples = integer("num_val_samples", kwargs.pop("num_val_samples", None),
                                        low=1, allow_none=True, fn=fn)
-        self.checkpoint_name = kwargs.pop("checkpoint_name", None)
-        self.print_every = integer("print_every", kwargs.pop("print_every", 10), low=1, fn=fn)
+        self.checkpoint_name = checkpoint_prefix(kwargs.pop("checkpoint_name", None))
+        self.keep_every = integer("keep_every", kwargs.pop("keep_every", None), low=1,
+                                  allow_none=True, fn=fn)
+        self.print_every = integer("print_every", kwargs.pop("print_every", None), low=1,
+                                   allow_none=True, fn=fn)
         self.verbose = boolean("verbose", kwargs.pop("verbose", True), fn=fn)
         self.patience = integer("patience", kwargs.pop("patience", None), low=1, allow_none=True,
                                 fn=fn)
@@ -143,6 +205,7 @@ class Solver:
         self.restore_best = boolean("restore_best", kwargs.pop("restore_best", True), fn=fn)
         self.progress = choice("progress", kwargs.pop("progress", "auto"), ("auto", True, False),
                                fn=fn)
+        self.run_info = kwargs.pop("run_info", None)
         self.parallel = make_parallel(kwargs.pop("comm", None))
         if kwargs:
             raise ValueError(
@@ -151,22 +214,31 @@ class Solver:
             )
         if not isinstance(self.optim_config, dict):
             raise TypeError(f"optim_config must be a dict, got {type(self.optim_config).__name__}")
+        if self.run_info is not None:
+            try:
+                to_json(self.run_info)
+            except (TypeError, ValueError) as exc:
+                raise TypeError(f"run_info must be JSON data (a dict of numbers, strings, "
+                                f"lists, dicts): {exc}") from None
         self.update_rule_name, self.update_rule = optim.get_update_rule(self.update_rule)
-        self.schedule = make_schedule(lr_schedule, lr_decay=self.lr_decay,
-                                      num_epochs=max(self.num_epochs, 1),
-                                      warmup_iters=warmup_iters)
+        self.schedule = schedules.make_schedule(lr_schedule, lr_decay=self.lr_decay,
+                                                num_epochs=max(self.num_epochs, 1),
+                                                warmup_iters=warmup_iters)
         self.iterations_per_epoch = self.parallel.steps_per_epoch(
             self.X_train.shape[0], self.batch_size, self.drop_last)
 
-        self.state = TrainingState.fresh(self.model.params, self.optim_config,
-                                         self.update_rule_name, self.update_rule, self.seed)
+        # Resuming without update_rule: the checkpoint's rule checks optim_config's keys.
+        defer = resume is not None and "update_rule" not in self._explicit
+        self.state = self._fresh_state({} if defer else self.optim_config)
         self.best_checkpoint: Path | None = None  # the best epoch's file, once written
-        output = Progress(self.verbose and self.parallel.is_root,
-                          _find_tqdm(self.progress, self.verbose))
-        self.callbacks = [LearningRate(self.schedule), NonFiniteGuard(),
-                          EarlyStopping(self.monitor, self.patience), output]
+        self.last_checkpoint: Path | None = None  # the last finished epoch's file
+        self.resumed: Resumed | None = None  # set by a resume
+        #: Names to show for keywords in messages (``gpunet train`` sets its flags).
+        self.display_names: dict[str, str] = {}
+        self.output = Progress(self.verbose and self.parallel.is_root, self.progress)
+        self.callbacks = [LearningRate(), NonFiniteGuard(), EarlyStopping(), self.output]
         if self.checkpoint_name is not None:
-            self.callbacks.append(Checkpoint(self.checkpoint_name, output))
+            self.callbacks.append(Checkpoint(self.checkpoint_name, self.output))
         if resume is not None:
             self.load_checkpoint(resume)
         else:  # every process starts from the first one's state
@@ -185,6 +257,11 @@ class Solver:
     @property
     def val_acc_history(self):
         return self.history["val_acc"]
+
+    @property
+    def read_every(self) -> int:
+        """Iterations between two read-backs of the loss (``print_every``, else 10)."""
+        return self.print_every or READ_EVERY
 
     # --- training and evaluation ------------------------------------------------------------
     def train(self) -> None:
@@ -208,12 +285,15 @@ class Solver:
         return acc
 
     def plot(self, path: str | PathLike | None = None):
-        """Draw loss per iteration, train/val accuracy and learning rate per epoch; save the
-        figure to ``path`` (e.g. "curves.png") if given. Returns the matplotlib Figure
+        """Draw the loss (smoothed, raw faint behind), train/val accuracy by epoch with the
+        best epoch marked, and the learning rate if it changed; save the figure to ``path``
+        (".png" is added when it has no extension) if given. Returns the matplotlib Figure
         (``None`` on ranks other than 0 of a data-parallel run, which draw nothing)."""
         if not self.parallel.is_root:
             return None
-        return plot_history(self.history, self.iterations_per_epoch, path)
+        return plot_history(self.history, self.iterations_per_epoch, path,
+                            best_epoch=self.best_epoch,
+                            stopped_epoch=self.epoch if self.stopped_early else None)
 
     # --- checkpoints ------------------------------------------------------------------------
     def save_checkpoint(self, path: str | PathLike) -> Path:
@@ -227,8 +307,10 @@ class Solver:
 
     def load_checkpoint(self, path: str | PathLike) -> None:
         """Restore the training state saved by :meth:`save_checkpoint` (from any backend)
-        onto the backend of ``model.params``; training continues at the next epoch. A
-        checkpoint that does not fit changes nothing.
+        onto the backend of ``model.params``; training continues at the next epoch. Settings
+        follow the rule of the ``resume`` keyword (see the class docstring). A checkpoint
+        that does not fit changes nothing and raises
+        :class:`~gpunet.checkpoint.CheckpointError` naming the file.
 
         With a communicator of several processes this is collective: rank 0 reads the
         file and broadcasts the state; an error on rank 0 is raised on every rank.
@@ -239,34 +321,169 @@ class Solver:
     def _load_file(self, path) -> None:
         arrays, meta = load_npz(path)
         where = f"checkpoint {str(path)!r}"
-        self.parallel.check_world_size(meta.get("world_size", 1), self.batch_size, where)
-        self.state.load(arrays, meta, self.model, self._settings(), where)
+        try:
+            self.parallel.check_world_size(meta.get("world_size", 1), self.batch_size, where)
+            self._take(arrays, meta, where)
+        except CheckpointError:
+            raise
+        except (ValueError, TypeError, KeyError, AttributeError, IndexError,
+                OverflowError) as exc:
+            text = str(exc) if where in str(exc) else f"{where}: {exc}"
+            raise CheckpointError(text) from None
+        self.resumed = Resumed(str(path), self.state.epoch, self.state.iteration,
+                               tuple(self._changes))
         if self.checkpoint_name is not None:
             best = Path(f"{self.checkpoint_name}_best.npz")
             self.best_checkpoint = best if best.exists() else None
 
+    def _take(self, arrays: dict, meta: dict, where: str, warn: bool = True,
+              same: bool = False) -> None:
+        """Load ``(arrays, meta)`` and the recorded settings by the resume rule: passed
+        keywords win (differences go to ``self._changes``), the others are the
+        checkpoint's. ``same``: a passed keyword that differs is an error (another
+        process's state). All or nothing."""
+        if not isinstance(meta, Mapping):
+            raise CheckpointError(f"{where} is not a Solver checkpoint")
+        explicit, changes, updates = self._explicit, [], {}
+
+        def setting(key, saved, mine, same=lambda a, b: a == b):
+            if saved is None or same(saved, mine):
+                return
+            if key in explicit:
+                changes.append((key, saved, mine))
+            else:
+                updates[key] = saved
+
+        for key in _ADOPTED:
+            setting(key, meta.get(key), getattr(self, key))
+        rule = meta.get("update_rule")
+        setting("update_rule", rule, self.update_rule_name)
+        if "update_rule" in updates and rule not in optim.UPDATE_RULES:
+            raise ValueError(f"{where} was trained with update rule {rule!r} (a function); "
+                             f"pass it as update_rule to resume")
+        saved_schedule, mine = meta.get("schedule"), self.schedule.to_config()
+        if saved_schedule is not None and mine is not None and saved_schedule != mine:
+            if any(k in explicit for k in _SCHEDULE_KEYWORDS):
+                changes.append(("lr_schedule", _schedule(saved_schedule), self.schedule))
+            else:
+                updates["schedule"] = _schedule(saved_schedule)
+        if meta.get("num_train") not in (None, self.X_train.shape[0]):
+            changes.append(("num_train", meta["num_train"], int(self.X_train.shape[0])))
+        if "run_info" not in explicit and meta.get("run") is not None:
+            updates["run_info"] = meta["run"]
+        for key, value in updates.items():  # checked like the keywords they stand for
+            if key in ("batch_size", "num_epochs", "patience"):
+                integer(key, value, low=1 if key != "num_epochs" else 0,
+                        allow_none=key == "patience", fn=where)
+            elif key == "drop_last":
+                boolean(key, value, fn=where)
+            elif key == "monitor":
+                choice(key, value, _MONITORS, fn=where)
+
+        rule_name = updates.get("update_rule", self.update_rule_name)
+        if rule_name in optim.UPDATE_RULES:
+            optim.check_config(rule_name, self.optim_config)
+        configs = None
+        if rule_name != rule:  # another rule (passed): its optimizer state starts afresh
+            configs = self._fresh_state(self.optim_config).optim_configs
+        override = self.optim_config
+        first = _first_value(meta.get("optim_scalars"))
+        saved = dict(first) if isinstance(first, Mapping) else {}
+        saved["learning_rate"] = _first_value(meta.get("base_lr"))  # the base rate
+        if configs is None:
+            for key, value in override.items():
+                old = saved.get(key)
+                if old != value:
+                    changes.append((f"optim_config[{key!r}]", old, value))
+        if same and changes:
+            raise ValueError(f"{where} has " + ", ".join(
+                f"{k}={old!r}" for k, old, _ in changes) + " but this process has " + ", ".join(
+                f"{k}={new!r}" for k, _, new in changes) + "; build the same Solver on every "
+                "process")
+        batch_size = updates.get("batch_size", self.batch_size)
+        drop_last = updates.get("drop_last", self.drop_last)
+        steps = self.parallel.steps_per_epoch(self.X_train.shape[0], batch_size, drop_last)
+
+        self.state.load(arrays, meta, self.model, where, configs=configs,
+                        override=override if configs is None else None, warn=warn)
+        # Loaded: now the settings.
+        for key, value in updates.items():
+            setattr(self, key, value)
+        if "update_rule" in updates:
+            self.update_rule_name, self.update_rule = optim.get_update_rule(rule_name)
+        if "batch_size" in updates and "eval_batch_size" not in explicit:
+            self.eval_batch_size = max(batch_size, 100)
+        self.iterations_per_epoch = steps
+        self._changes = changes
+
+    def _fresh_state(self, optim_config: dict) -> TrainingState:
+        return TrainingState.fresh(self.model.params, optim_config, self.update_rule_name,
+                                   self.update_rule, self.seed)
+
     def _settings(self) -> dict:
-        """The settings a checkpoint records (and checks when resuming)."""
+        """The settings a checkpoint records (a resume takes those not passed again)."""
         return {"update_rule": self.update_rule_name, "schedule": self.schedule.to_config(),
                 "batch_size": self.batch_size, "drop_last": self.drop_last,
                 "num_train": int(self.X_train.shape[0]), "num_epochs": self.num_epochs,
-                "monitor": self.monitor, "world_size": self.parallel.world_size}
+                "monitor": self.monitor, "patience": self.patience,
+                "world_size": self.parallel.world_size, "run": self.run_info}
 
     def _export(self) -> tuple[dict, dict]:
         """The state to share with other processes: arrays and JSON data."""
         arrays, meta = self.state.to_arrays(self.model, self._settings())
         best = str(self.best_checkpoint) if self.best_checkpoint is not None else None
-        return arrays, {"meta": meta, "best_checkpoint": best}
+        resumed = None if self.resumed is None else [
+            self.resumed.path, self.resumed.epoch, self.resumed.iteration]
+        return arrays, {"meta": meta, "best_checkpoint": best, "resumed": resumed}
 
     def _import(self, arrays: dict, info: dict, where: str) -> None:
         """Take over the state :meth:`_export` gave (all or nothing)."""
-        self.state.load(arrays, info["meta"], self.model, self._settings(), where, warn=False)
+        self._take(arrays, info["meta"], where, warn=False, same=True)
         best = info["best_checkpoint"]
         self.best_checkpoint = Path(best) if best is not None else None
+        if info["resumed"] is not None:
+            self.resumed = Resumed(*info["resumed"])
+
+
+def _first_value(mapping):
+    """The first value of ``mapping`` (None if it is not a non-empty mapping)."""
+    return next(iter(mapping.values()), None) if isinstance(mapping, Mapping) else None
+
+
+def checkpoint_prefix(name):
+    """The checkpoint prefix of ``checkpoint_name`` ("run.npz" -> "run"; None stays None)."""
+    if name is None:
+        return None
+    if not isinstance(name, (str, PathLike)):
+        raise TypeError(f"checkpoint_name must be a path prefix (str), got {name!r}")
+    text = str(Path(name)) if str(name) else ""
+    if not text or text.endswith(("/", ".")):
+        raise ValueError(f"checkpoint_name must be a path prefix such as 'runs/mnist', "
+                         f"got {name!r}")
+    return text[:-4] if text.endswith(".npz") else text
+
+
+def _schedule(cfg: Mapping) -> schedules.Schedule:
+    """The schedule a checkpoint's config describes (see ``Schedule.to_config``)."""
+    kind = cfg.get("type") if isinstance(cfg, Mapping) else None
+    if kind == "Constant":
+        return schedules.Constant()
+    if kind == "StepDecay":
+        return schedules.StepDecay(cfg["decay"], cfg["step_size"])
+    if kind == "Cosine":
+        return schedules.Cosine(cfg["num_epochs"], cfg["min_factor"])
+    if kind == "Warmup":
+        return schedules.Warmup(cfg["warmup_iters"], after=_schedule(cfg["after"]))
+    raise ValueError(f"unknown learning-rate schedule {cfg!r}")
 
 
 def _splits(data) -> tuple:
     """``X_train, y_train, X_val, y_val`` of the Solver's ``data`` dict, checked."""
+    if not isinstance(data, Mapping):
+        hint = (" (a gpunet Dataset: pass data.as_solver_data())"
+                if callable(getattr(data, "as_solver_data", None)) else "")
+        raise TypeError(f"data must be a dict with keys 'X_train', 'y_train', 'X_val', "
+                        f"'y_val', got {type(data).__name__}{hint}")
     missing = [k for k in _SPLITS if k not in data]
     if missing:
         raise KeyError(
@@ -285,16 +502,3 @@ def _splits(data) -> tuple:
                 "they must be equal and non-zero"
             )
     return tuple(data[k] for k in _SPLITS)
-
-
-def _find_tqdm(progress, verbose: bool):
-    """The tqdm class for a progress bar, or None (plain lines, or silent)."""
-    if progress is False or not verbose:  # silent: no bar, so tqdm is not needed
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        if progress is True:
-            raise ImportError("progress=True needs tqdm: pip install gpunet[train]") from None
-        return None
-    return tqdm

@@ -5,9 +5,8 @@ generators and the per-parameter optimizer configs. :meth:`TrainingState.to_arra
 it with the model's parameters, buffers and generator as ``(arrays, meta)``: host-or-device
 arrays named ``param/*``, ``buffer/*``, ``best_param/*``, ``best_buffer/*``,
 ``optim/<param>/<key>``, and JSON metadata. :meth:`TrainingState.load` checks every key,
-name, shape, dtype and generator state against the model and the Solver's settings before
-it changes anything: a checkpoint that does not fit leaves the Solver and the model as
-they were.
+name, shape, dtype and generator state against the model before it changes anything: a
+checkpoint that does not fit leaves the Solver and the model as they were.
 """
 
 from __future__ import annotations
@@ -28,9 +27,6 @@ from ..serialize import model_spec
 from .device import copy_array, is_array
 
 HISTORY_KEYS = ("loss", "train_acc", "val_acc", "val_loss", "lr")
-# Settings a checkpoint must share with the Solver that resumes it (the schedule is
-# compared separately: a callable schedule has no config).
-_SAME_SETTINGS = ("batch_size", "drop_last")
 _COUNTERS = ("epoch", "iteration", "epochs_since_best")
 _REQUIRED = ("update_rule", "optim_scalars", "optim_arrays", "base_lr", "schedule",
              "batch_size", "drop_last", "num_train", "param_names", "buffer_names",
@@ -99,6 +95,13 @@ class TrainingState:
         buffers = buffers_of(model)
         self.best_buffers = {k: copy_array(v) for k, v in buffers.items()} if buffers else {}
 
+    def reset_optimizer(self) -> None:
+        """Forget the optimizer's state (moments, velocities, step counts: every array
+        entry and Adam's ``t``); its hyperparameters stay."""
+        for p, cfg in self.optim_configs.items():
+            self.optim_configs[p] = {k: v for k, v in cfg.items()
+                                     if k != "t" and not is_array(v)}
+
     def restore_best(self, model) -> None:
         """Write the best parameters into ``model.params`` in place (and the best buffers)."""
         if not self.best_params:
@@ -111,7 +114,7 @@ class TrainingState:
     # --- the checkpoint schema --------------------------------------------------------------
     def to_arrays(self, model, settings: dict) -> tuple[dict, dict]:
         """``(arrays, meta)``: this state, the model's parameters, buffers and generator,
-        and the Solver's ``settings`` (recorded to check a resume) as named arrays (any
+        and the Solver's ``settings`` (recorded for a resume) as named arrays (any
         backend) and JSON data."""
         arrays = {f"param/{k}": w for k, w in model.params.items()}
         buffers = buffers_of(model) or {}
@@ -144,14 +147,17 @@ class TrainingState:
         }
         return arrays, meta
 
-    def load(self, arrays: dict, meta: dict, model, settings: dict, where: str, *,
-             warn: bool = True) -> None:
+    def load(self, arrays: dict, meta: dict, model, where: str, *, configs: dict | None = None,
+             override: Mapping | None = None, warn: bool = True) -> None:
         """Make ``(arrays, meta)`` (host arrays, as :meth:`to_arrays` describes them) this
         state and the model's, placed on the model's backend. Everything is checked first
         (``ValueError`` naming ``where`` and the piece); nothing changes unless all of it
-        fits. ``warn``: warn when the checkpoint holds a generator the model lacks."""
+        fits. ``configs``: per-parameter optimizer configs to use instead of the saved
+        optimizer state (another update rule); ``override``: optimizer hyperparameters that
+        replace the saved ones (``learning_rate`` becomes the base rate); ``warn``: warn
+        when the checkpoint holds a generator the model lacks."""
         names, buffers = list(model.params), buffers_of(model)
-        _check_meta(meta, settings, names, list(buffers or {}), where)
+        check_meta(meta, names, list(buffers or {}), where)
 
         def placed(key, like):
             if key not in arrays:
@@ -171,11 +177,21 @@ class TrainingState:
         new_params = {k: placed(f"param/{k}", w) for k, w in params.items()}
         new_best = {k: placed(f"best_param/{k}", params[k])
                     for k in names if f"best_param/{k}" in arrays}
-        new_configs = {}
+        if configs is not None:
+            new_configs = {p: copy.deepcopy(configs[p]) for p in names}
+            base_lr = {p: new_configs[p].get("learning_rate") for p in names}
+        else:
+            new_configs, base_lr = {}, dict(meta["base_lr"])
+            for p in names:
+                new_configs[p] = dict(meta["optim_scalars"][p])
+                for key in meta["optim_arrays"][p]:
+                    new_configs[p][key] = placed(f"optim/{p}/{key}", params[p])
+        override = dict(override or {})
+        new_base = override.pop("learning_rate", None)  # the schedule sets the rate from it
         for p in names:
-            new_configs[p] = dict(meta["optim_scalars"][p])
-            for key in meta["optim_arrays"][p]:
-                new_configs[p][key] = placed(f"optim/{p}/{key}", params[p])
+            new_configs[p].update(copy.deepcopy(override))
+            if new_base is not None:
+                base_lr[p] = new_base
         new_buffers, new_best_buffers = None, {}
         if buffers:
             new_buffers = {k: placed(f"buffer/{k}", b) for k, b in buffers.items()}
@@ -198,7 +214,7 @@ class TrainingState:
         if meta["model_rng"] is not None and model_rng is not None:
             model_rng.bit_generator.state = meta["model_rng"]
         self.best_params, self.best_buffers = new_best, new_best_buffers
-        self.optim_configs, self.base_lr = new_configs, dict(meta["base_lr"])
+        self.optim_configs, self.base_lr = new_configs, base_lr
         self.epoch, self.iteration = meta["epoch"], meta["iteration"]
         self.best_epoch, self.epochs_since_best = meta["best_epoch"], meta["epochs_since_best"]
         self.best_val_acc, self.best_val_loss = meta["best_val_acc"], meta["best_val_loss"]
@@ -207,35 +223,25 @@ class TrainingState:
         self.rng, self.eval_rng = rng, eval_rng
 
 
-def _check_meta(meta: dict, settings: dict, names: list, buffer_names: list, where: str) -> None:
-    """Raise ``ValueError`` unless ``meta`` is a complete Solver checkpoint that this Solver
-    (``settings``) can resume into a model with parameters ``names`` and buffers
-    ``buffer_names``: every key present and of its type."""
+def check_meta(meta: dict, names: list, buffer_names: list, where: str) -> None:
+    """Raise ``ValueError`` unless ``meta`` is a complete Solver checkpoint for a model with
+    parameters ``names`` and buffers ``buffer_names``: every key present and of its type.
+    (Which recorded settings a resuming Solver keeps is the Solver's business.)"""
     if not isinstance(meta, Mapping) or meta.get("kind") != "solver":
         raise ValueError(f"{where} is not a Solver checkpoint")
     missing = [k for k in _REQUIRED if k not in meta]
     if missing:
         raise ValueError(f"{where} lacks {missing}: not a complete Solver checkpoint")
-    if meta["update_rule"] != settings["update_rule"]:
-        raise ValueError(
-            f"{where} was trained with update_rule={meta['update_rule']!r}, this Solver "
-            f"uses {settings['update_rule']!r}; pass update_rule={meta['update_rule']!r}"
-        )
-    for key in _SAME_SETTINGS:
-        if meta[key] != settings[key]:
-            raise ValueError(f"{where} was trained with {key}={meta[key]!r}, this Solver "
-                             f"has {settings[key]!r}; pass {key}={meta[key]!r} to resume")
-    if meta["num_train"] != settings["num_train"]:
-        raise ValueError(f"{where} was trained on {meta['num_train']} examples, data has "
-                         f"{settings['num_train']}; resume with the same training set")
-    mine = settings["schedule"]
-    if meta["schedule"] is not None and mine is not None and meta["schedule"] != mine:
-        raise ValueError(f"{where} was trained with learning-rate schedule "
-                         f"{meta['schedule']}, this Solver has {mine}; pass the same "
-                         "lr_decay / lr_schedule / warmup_iters")
+    if not isinstance(meta["update_rule"], str):
+        raise ValueError(f"{where}: update_rule must be a name, got {meta['update_rule']!r}")
+    integer("batch_size", meta["batch_size"], low=1, fn=where)
+    integer("num_train", meta["num_train"], low=1, fn=where)
+    boolean("drop_last", meta["drop_last"], fn=where)
+    if not (meta["schedule"] is None or isinstance(meta["schedule"], Mapping)):
+        raise ValueError(f"{where}: schedule must be a JSON object or null")
     if not _same_names(meta["param_names"], names):
         raise ValueError(f"{where} has parameters {meta['param_names']}, the model has "
-                         f"{sorted(names)}")
+                         f"{sorted(names)}; build the model with the same layers")
     if not _same_names(meta["buffer_names"], buffer_names):
         raise ValueError(f"{where} has buffers {meta['buffer_names']}, the model has "
                          f"{sorted(buffer_names)} (via get_buffers/set_buffers)")
@@ -247,23 +253,35 @@ def _check_meta(meta: dict, settings: dict, names: list, buffer_names: list, whe
         integer(key, meta[key], low=0, fn=where)
     integer("best_epoch", meta["best_epoch"], low=1, allow_none=True, fn=where)
     real("best_val_acc", meta["best_val_acc"], low=0.0, high=1.0, fn=where)
-    loss = meta["best_val_loss"]
-    if not (isinstance(loss, float) and math.isnan(loss)):  # a NaN loss is a possible best
-        real("best_val_loss", loss, finite=False, fn=where)
+    _loss("best_val_loss", meta["best_val_loss"], where)
     boolean("stopped_early", meta["stopped_early"], fn=where)
     history = meta["history"]
     if not (isinstance(history, Mapping) and set(history) == set(HISTORY_KEYS)
             and all(isinstance(v, list) for v in history.values())):
         raise ValueError(f"{where}: history must map {list(HISTORY_KEYS)} to lists")
+    for key, values in history.items():
+        for v in values:
+            if key != "lr" or v is not None:
+                _loss(f"history[{key!r}]", v, where)
     for key, kind in (("optim_scalars", Mapping), ("optim_arrays", list)):
         if not (isinstance(meta[key], Mapping) and sorted(meta[key]) == sorted(names)
                 and all(isinstance(v, kind) for v in meta[key].values())):
             raise ValueError(f"{where}: {key} must hold a {kind.__name__} per parameter "
                              f"{sorted(names)}")
+    for p in names:
+        if not all(isinstance(k, str) for k in [*meta["optim_scalars"][p],
+                                                *meta["optim_arrays"][p]]):
+            raise ValueError(f"{where}: optimizer keys of {p!r} must be names")
     if not (isinstance(meta["base_lr"], Mapping) and sorted(meta["base_lr"]) == sorted(names)):
         raise ValueError(f"{where}: base_lr must hold a learning rate per parameter")
     for p, lr in meta["base_lr"].items():
         real(f"base_lr[{p!r}]", lr, allow_none=True, fn=where)
+
+
+def _loss(name: str, value, where: str) -> None:
+    """A recorded number: any float, NaN and inf included (not a bool or a string)."""
+    if not (isinstance(value, float) and math.isnan(value)):
+        real(name, value, finite=False, fn=where)
 
 
 def _same_names(saved, names: list) -> bool:

@@ -54,7 +54,7 @@ def settings(job, batch_size, out=None):
                     num_epochs=2, restore_best=False)
     # dropout_*: checkpointed runs for the resume test
     kw = dict(base, update_rule="adamw", optim_config={"learning_rate": 5e-3}, lr_decay=0.8,
-              num_epochs=4, restore_best=False)
+              num_epochs=4, restore_best=False, keep_every=1)
     if job == "dropout_straight":
         return dict(kw, checkpoint_name=str(out / "a"))
     if job == "dropout_short":
@@ -116,7 +116,8 @@ def errors(out: Path, comm) -> dict:
     writer.save_npz_atomic = failing
     try:
         s = solver_mod.Solver(model("layernorm"), small, comm=comm,
-                              **dict(settings("layernorm", 16), checkpoint_name=str(out / "e")))
+                              **dict(settings("layernorm", 16), checkpoint_name=str(out / "e"),
+                                     keep_every=1))
         attempt("write", s.train)
         seen["write_epoch"] = s.epoch
     finally:
