@@ -181,6 +181,8 @@ def test_wrong_dimensions_and_shapes_are_named(name, bad, message):
     (lambda: L.spatial_groupnorm_forward(X4, a(1, 3, 1, 1), a(1, 3, 1, 1), 2, {}),
      r"spatial_groupnorm_forward: G = 2 groups must divide the C = 3 channels of x"),
     (lambda: L.spatial_groupnorm_forward(X4, a(1, 3, 1, 1), a(1, 3, 1, 1), 0, {}), r"spatial_groupnorm_forward: G must be"),
+    (lambda: L.spatial_groupnorm_forward(X4, a(1, 3, 1, 1), a(1, 3, 1, 1), 3, {"eps": 0}),
+     r"spatial_groupnorm_forward: gn_param\['eps'\] must be"),
     (lambda: L.batchnorm_forward(X2, G3, G3, {"mode": "train", "eps": -1.0}), r"batchnorm_forward: bn_param\['eps'\]"),
     (lambda: L.batchnorm_forward(X2, G3, G3, {"mode": "train", "momentum": 2.0}),
      r"batchnorm_forward: bn_param\['momentum'\] must be"),
@@ -226,3 +228,26 @@ def test_compute_dx_defaults_to_true_in_every_backward_that_takes_it():
     out, cache = L.conv_bn_relu_forward(X4, CONV_W, CONV_B, G3[:2], G3[:2], CONV, {"mode": "train"})
     assert L.conv_bn_relu_backward(np.ones(out.shape), cache)[0].shape == X4.shape
 
+
+
+def test_a_column_budget_keeps_the_input_instead_of_the_columns():
+    # the generic Ops' memory contract (ops.ConvSaved): a batch whose columns exceed the budget
+    # is split and the forward pass keeps x, not the columns; the values do not change
+    import gpunet
+
+    with gpunet.use_backend("strict"):
+        x, w, b = (gpunet.asarray(v) for v in (a(3, 2, 5, 5), a(2, 2, 3, 3), a(2)))
+    whole, cache_whole = L.conv_forward(x, w, b, CONV)
+    pooled_whole, pool_cache_whole = L.conv_relu_pool_forward(x, w, b, CONV, POOL)
+    old = conv_layer.set_column_budget(1)
+    try:
+        split, cache_split = L.conv_forward(x, w, b, CONV)
+        pooled_split, pool_cache_split = L.conv_relu_pool_forward(x, w, b, CONV, POOL)
+    finally:
+        conv_layer.set_column_budget(old)
+    assert cache_whole[2].cols is not None and cache_whole[2].x is None
+    assert cache_split[2].cols is None and cache_split[2].x is x
+    assert pool_cache_whole[0][2].cols is not None and pool_cache_split[0][2].cols is None
+    host = gpunet.to_numpy
+    np.testing.assert_allclose(host(split), host(whole), rtol=1e-12)
+    np.testing.assert_allclose(host(pooled_split), host(pooled_whole), rtol=1e-12)

@@ -75,6 +75,13 @@ def test_batchnorm_test_mode_uses_the_running_statistics(eps, put, host, rng):
         np.testing.assert_allclose(host(dbeta), dout.sum(axis=0), **RTOL)
 
 
+def test_batchnorm_trains_on_a_batch_of_two(put, host, rng):
+    # two samples are enough for a (biased) variance
+    x, g, b, _, _ = _bn_inputs(rng, n=2)
+    out, _ = L.batchnorm_forward(put(x), put(g), put(b), {"mode": "train"})
+    np.testing.assert_allclose(host(out), bn_loops(x, g, b, 1e-5)[0], **RTOL)
+
+
 def test_batchnorm_without_running_statistics_starts_from_zero_mean_and_unit_variance(put, host, rng):
     x, g, b, _, _ = _bn_inputs(rng)
     out, _ = L.batchnorm_forward(put(x), put(g), put(b), {"mode": "test"})
