@@ -37,7 +37,7 @@ out_root=${MUTATION_OUT:-$repo/build/mutation}
 
 layer_tests="tests/test_layer_gradients.py tests/test_layer_behaviour.py tests/test_conv_pool.py
   tests/test_reference.py tests/test_reference_values.py tests/test_scalars.py tests/test_sigmoid_accuracy.py
-  tests/test_numpy_ops.py"
+  tests/test_numpy_ops.py tests/test_layers_mutants.py"
 declare -A mutate tests
 mutate[layers]="gpunet/layers/*.py";          tests[layers]="$layer_tests"
 mutate[losses]="gpunet/losses.py";            tests[losses]="tests/test_losses.py tests/test_scalars.py"
@@ -64,7 +64,7 @@ for t in "${targets[@]}"; do
   find "$dir" -name __pycache__ -prune -exec rm -rf {} +
   selected=""
   for f in ${tests[$t]} "tests/test_${t}_mutants.py"; do
-    [ -f "$f" ] && selected+=$'\n    '"$f"
+    [ -f "$f" ] && [[ "$selected" != *"$f"* ]] && selected+=$'\n    '"$f"
   done
   cat >"$dir/setup.cfg" <<EOF
 [mutmut]
