@@ -251,3 +251,40 @@ def test_a_column_budget_keeps_the_input_instead_of_the_columns():
     host = gpunet.to_numpy
     np.testing.assert_allclose(host(split), host(whole), rtol=1e-12)
     np.testing.assert_allclose(host(pooled_split), host(pooled_whole), rtol=1e-12)
+
+
+def test_sandwich_backwards_skip_dx_when_asked():
+    x, w, b = a(2, 3), a(3, 4), a(4)
+    cases = [
+        (L.affine_relu_backward, a(2, 4), L.affine_relu_forward(x, w, b)[1]),
+        (L.conv_relu_backward, None, L.conv_relu_forward(X4, CONV_W, CONV_B, CONV)),
+        (L.conv_relu_pool_backward, None, L.conv_relu_pool_forward(X4, CONV_W, CONV_B, CONV, POOL)),
+        (L.conv_bn_relu_backward, None, L.conv_bn_relu_forward(X4, CONV_W, CONV_B, G3[:2], G3[:2], CONV,
+                                                               {"mode": "train"})),
+    ]
+    for backward, dout, cache in cases:
+        if dout is None:
+            out, cache = cache
+            dout = np.linspace(-1, 1, out.size).reshape(out.shape)
+        full = backward(dout, cache)
+        skipped = backward(dout, cache, compute_dx=False)
+        assert full[0] is not None and skipped[0] is None, backward.__name__
+        for got, want in zip(skipped[1:], full[1:]):
+            np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-3", "nan", "inf"])
+def test_a_bad_column_budget_in_the_environment_is_refused_in_process(monkeypatch, value):
+    # tests/test_numpy_ops.py checks this in a fresh interpreter; here in this one, so that
+    # a mutation tester (which mutates this process only) sees it too
+    monkeypatch.setenv(conv_layer.BUDGET_ENV, value)
+    monkeypatch.setattr(conv_layer, "_column_budget", None)  # not read yet
+    with pytest.raises(ValueError, match=rf"^environment variable {conv_layer.BUDGET_ENV} must be a number of "
+                                         rf"MiB > 0 \(e.g. {conv_layer.BUDGET_ENV}=256\), got '{value}'; fix or unset it"):
+        conv_layer.get_column_budget()
+
+
+def test_a_tiny_column_budget_in_the_environment_is_one_byte(monkeypatch):
+    monkeypatch.setenv(conv_layer.BUDGET_ENV, "1e-7")  # 0.1 bytes: at least one
+    monkeypatch.setattr(conv_layer, "_column_budget", None)
+    assert conv_layer.get_column_budget() == 1
