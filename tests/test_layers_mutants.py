@@ -35,8 +35,10 @@ def _bn_backward(backward):
 # name -> (call taking the checked arrays as keywords, those arrays (valid, float64))
 CALLS = {
     "affine_forward": (lambda x, w, b: L.affine_forward(x, w, b), dict(x=a(2, 3), w=a(3, 4), b=a(4))),
-    "affine_backward": (lambda dout, x, w: L.affine_backward(dout, (x, w, a(4))),
-                        dict(dout=a(2, 4), x=a(2, 3), w=a(3, 4))),
+    "affine_backward": (
+        lambda dout, x, w: L.affine_backward(dout, (x, w, a(4))),
+        dict(dout=a(2, 4), x=a(2, 3), w=a(3, 4)),
+    ),
     "relu_forward": (L.relu_forward, dict(x=X2)),
     "relu_backward": (lambda dout, x: L.relu_backward(dout, x), dict(dout=X2, x=X2)),
     "leaky_relu_forward": (L.leaky_relu_forward, dict(x=X2)),
@@ -45,45 +47,78 @@ CALLS = {
     "sigmoid_backward": (lambda dout, y: L.sigmoid_backward(dout, y), dict(dout=X2, y=X2)),
     "tanh_forward": (L.tanh_forward, dict(x=X2)),
     "tanh_backward": (lambda dout, y: L.tanh_backward(dout, y), dict(dout=X2, y=X2)),
-    "batchnorm_forward": (lambda x, gamma, beta, running_mean, running_var: L.batchnorm_forward(
-        x, gamma, beta, {"mode": "train", "running_mean": running_mean, "running_var": running_var}),
-        dict(x=X2, gamma=G3, beta=G3, running_mean=G3, running_var=G3 ** 2)),
+    "batchnorm_forward": (
+        lambda x, gamma, beta, running_mean, running_var: L.batchnorm_forward(
+            x, gamma, beta, {"mode": "train", "running_mean": running_mean, "running_var": running_var}
+        ),
+        dict(x=X2, gamma=G3, beta=G3, running_mean=G3, running_var=G3**2),
+    ),
     "batchnorm_backward": (_bn_backward(L.batchnorm_backward), dict(dout=X2, xhat=X2)),
     "batchnorm_backward_alt": (_bn_backward(L.batchnorm_backward_alt), dict(dout=X2, xhat=X2)),
     "spatial_batchnorm_forward": (lambda x: L.spatial_batchnorm_forward(x, G3, G3, {"mode": "train"}), dict(x=X4)),
     "spatial_batchnorm_backward": (
         lambda dout: L.spatial_batchnorm_backward(dout, L.spatial_batchnorm_forward(X4, G3, G3, {"mode": "train"})[1]),
-        dict(dout=X4)),
-    "layernorm_forward": (lambda x, gamma, beta: L.layernorm_forward(x, gamma, beta, {}), dict(x=X2, gamma=G3, beta=G3)),
-    "layernorm_backward": (lambda dout, xhat: L.layernorm_backward(dout, (xhat,) + LN_CACHE[1:]), dict(dout=X2, xhat=X2)),
-    "spatial_groupnorm_forward": (lambda x, gamma, beta: L.spatial_groupnorm_forward(x, gamma, beta, 3, {}),
-                                  dict(x=X4, gamma=a(1, 3, 1, 1), beta=a(1, 3, 1, 1))),
-    "spatial_groupnorm_backward": (lambda dout, xhat: L.spatial_groupnorm_backward(dout, (xhat,) + GN_CACHE[1:]),
-                                   dict(dout=X4, xhat=X4)),
+        dict(dout=X4),
+    ),
+    "layernorm_forward": (
+        lambda x, gamma, beta: L.layernorm_forward(x, gamma, beta, {}),
+        dict(x=X2, gamma=G3, beta=G3),
+    ),
+    "layernorm_backward": (
+        lambda dout, xhat: L.layernorm_backward(dout, (xhat,) + LN_CACHE[1:]),
+        dict(dout=X2, xhat=X2),
+    ),
+    "spatial_groupnorm_forward": (
+        lambda x, gamma, beta: L.spatial_groupnorm_forward(x, gamma, beta, 3, {}),
+        dict(x=X4, gamma=a(1, 3, 1, 1), beta=a(1, 3, 1, 1)),
+    ),
+    "spatial_groupnorm_backward": (
+        lambda dout, xhat: L.spatial_groupnorm_backward(dout, (xhat,) + GN_CACHE[1:]),
+        dict(dout=X4, xhat=X4),
+    ),
     "dropout_forward": (lambda x: L.dropout_forward(x, {"p": 0.5, "mode": "train", "seed": 1}), dict(x=X2)),
-    "dropout_backward": (lambda dout: L.dropout_backward(
-        dout, L.dropout_forward(X2, {"p": 0.5, "mode": "train", "seed": 1})[1]), dict(dout=X2)),
+    "dropout_backward": (
+        lambda dout: L.dropout_backward(dout, L.dropout_forward(X2, {"p": 0.5, "mode": "train", "seed": 1})[1]),
+        dict(dout=X2),
+    ),
     "conv_forward": (lambda x, w, b: L.conv_forward(x, w, b, CONV), dict(x=X4, w=CONV_W, b=CONV_B)),
     "conv_backward": (lambda dout, w: L.conv_backward(dout, (w,) + CONV_CACHE[1:]), dict(dout=a(2, 2, 4, 4), w=CONV_W)),
     "max_pool_forward": (lambda x: L.max_pool_forward(x, POOL), dict(x=X4)),
-    "max_pool_backward": (lambda dout, x: L.max_pool_backward(dout, (x,) + L.max_pool_forward(X4, POOL)[1][1:]),
-                          dict(dout=a(2, 3, 2, 2), x=X4)),
+    "max_pool_backward": (
+        lambda dout, x: L.max_pool_backward(dout, (x,) + L.max_pool_forward(X4, POOL)[1][1:]),
+        dict(dout=a(2, 3, 2, 2), x=X4),
+    ),
     "avg_pool_forward": (lambda x: L.avg_pool_forward(x, POOL), dict(x=X4)),
-    "avg_pool_backward": (lambda dout: L.avg_pool_backward(dout, L.avg_pool_forward(X4, POOL)[1]),
-                          dict(dout=a(2, 3, 2, 2))),
+    "avg_pool_backward": (
+        lambda dout: L.avg_pool_backward(dout, L.avg_pool_forward(X4, POOL)[1]),
+        dict(dout=a(2, 3, 2, 2)),
+    ),
 }
 
 # sandwich layers report the checks of the layer they start with
 SANDWICHES = {
-    "affine_relu_forward": ("affine_relu_forward", lambda x, w, b: L.affine_relu_forward(x, w, b),
-                            dict(x=a(2, 3), w=a(3, 4), b=a(4))),
-    "affine_relu_backward": ("relu_backward", lambda dout, x: L.affine_relu_backward(dout, ((a(2, 3), a(3, 4), a(4)), x)),
-                             dict(dout=a(2, 4), x=a(2, 4))),
-    "conv_relu_pool_forward": ("conv_forward", lambda x, w, b: L.conv_relu_pool_forward(x, w, b, CONV, POOL),
-                               dict(x=X4, w=CONV_W, b=CONV_B)),
-    "conv_relu_pool_backward": ("max_pool_backward", lambda dout, x: L.conv_relu_pool_backward(
-        dout, (lambda c: (c[0], x, c[2]))(L.conv_relu_pool_forward(X4, CONV_W, CONV_B, CONV, POOL)[1])),
-        dict(dout=a(2, 2, 2, 2), x=a(2, 2, 4, 4))),
+    "affine_relu_forward": (
+        "affine_relu_forward",
+        lambda x, w, b: L.affine_relu_forward(x, w, b),
+        dict(x=a(2, 3), w=a(3, 4), b=a(4)),
+    ),
+    "affine_relu_backward": (
+        "relu_backward",
+        lambda dout, x: L.affine_relu_backward(dout, ((a(2, 3), a(3, 4), a(4)), x)),
+        dict(dout=a(2, 4), x=a(2, 4)),
+    ),
+    "conv_relu_pool_forward": (
+        "conv_forward",
+        lambda x, w, b: L.conv_relu_pool_forward(x, w, b, CONV, POOL),
+        dict(x=X4, w=CONV_W, b=CONV_B),
+    ),
+    "conv_relu_pool_backward": (
+        "max_pool_backward",
+        lambda dout, x: L.conv_relu_pool_backward(
+            dout, (lambda c: (c[0], x, c[2]))(L.conv_relu_pool_forward(X4, CONV_W, CONV_B, CONV, POOL)[1])
+        ),
+        dict(dout=a(2, 2, 2, 2), x=a(2, 2, 4, 4)),
+    ),
 }
 
 ALL = {name: (name, call, arrays) for name, (call, arrays) in CALLS.items()} | SANDWICHES
@@ -146,13 +181,24 @@ BAD = [
     ("batchnorm_forward", dict(beta=a(4)), r"batchnorm_forward: beta must have shape \(3,\) \(D = x.shape\[1\]\)"),
     ("batchnorm_forward", dict(running_mean=a(4)), r"batchnorm_forward: bn_param\['running_mean'\] must have shape"),
     ("batchnorm_forward", dict(running_var=a(4)), r"batchnorm_forward: bn_param\['running_var'\] must have shape"),
-    ("spatial_batchnorm_forward", dict(x=a(2, 3)), r"spatial_batchnorm_forward: x must have 4 dimensions \(N, C, H, W\)"),
+    (
+        "spatial_batchnorm_forward",
+        dict(x=a(2, 3)),
+        r"spatial_batchnorm_forward: x must have 4 dimensions \(N, C, H, W\)",
+    ),
     ("layernorm_forward", dict(x=a(2, 3, 1)), r"layernorm_forward: x must have 2 dimensions \(N, D\), got"),
     ("layernorm_forward", dict(gamma=a(4)), r"layernorm_forward: gamma must have shape \(3,\) \(D = x.shape\[1\]\)"),
     ("layernorm_forward", dict(beta=a(4)), r"layernorm_forward: beta must have shape \(3,\) \(D = x.shape\[1\]\)"),
-    ("spatial_groupnorm_forward", dict(x=a(2, 3)), r"spatial_groupnorm_forward: x must have 4 dimensions \(N, C, H, W\)"),
-    ("spatial_groupnorm_forward", dict(gamma=a(3)),
-     r"spatial_groupnorm_forward: gamma must have shape \(1, 3, 1, 1\) \(\(1, C, 1, 1\) with C = x.shape\[1\]\)"),
+    (
+        "spatial_groupnorm_forward",
+        dict(x=a(2, 3)),
+        r"spatial_groupnorm_forward: x must have 4 dimensions \(N, C, H, W\)",
+    ),
+    (
+        "spatial_groupnorm_forward",
+        dict(gamma=a(3)),
+        r"spatial_groupnorm_forward: gamma must have shape \(1, 3, 1, 1\) \(\(1, C, 1, 1\) with C = x.shape\[1\]\)",
+    ),
     ("spatial_groupnorm_forward", dict(beta=a(3)), r"spatial_groupnorm_forward: beta must have shape \(1, 3, 1, 1\)"),
     ("conv_forward", dict(x=a(2, 3, 4)), r"conv_forward: x must have 4 dimensions \(N, C, H, W\)"),
     ("conv_forward", dict(w=a(2, 3, 3)), r"conv_forward: w must have 4 dimensions \(F, C, HH, WW\)"),
@@ -162,7 +208,11 @@ BAD = [
     ("avg_pool_forward", dict(x=a(2, 3, 4)), r"avg_pool_forward: x must have 4 dimensions \(N, C, H, W\)"),
     ("avg_pool_forward", dict(x=a(2, 3, 1, 4)), r"avg_pool_forward: the height 1 of x is smaller than the window 2"),
     ("conv_relu_pool_forward", dict(x=a(2, 3, 4)), r"conv_forward: x must have 4 dimensions"),
-    ("conv_relu_pool_forward", dict(w=a(2, 3, 6, 6)), r"max_pool_forward: the height 1 of x is smaller than the window"),
+    (
+        "conv_relu_pool_forward",
+        dict(w=a(2, 3, 6, 6)),
+        r"max_pool_forward: the height 1 of x is smaller than the window",
+    ),
 ]
 
 
@@ -173,38 +223,85 @@ def test_wrong_dimensions_and_shapes_are_named(name, bad, message):
         call(**(arrays | bad))
 
 
-@pytest.mark.parametrize("call,message", [
-    (lambda: L.layernorm_forward(X2, G3, G3, {"momentum": 0.9}), r"layernorm_forward: unknown ln_param key\(s\) \['momentum'\]"),
-    (lambda: L.layernorm_forward(X2, G3, G3, {"eps": 0.0}), r"layernorm_forward: ln_param\['eps'\] must be"),
-    (lambda: L.spatial_groupnorm_forward(X4, a(1, 3, 1, 1), a(1, 3, 1, 1), 3, {"foo": 1}),
-     r"spatial_groupnorm_forward: unknown gn_param key\(s\) \['foo'\]"),
-    (lambda: L.spatial_groupnorm_forward(X4, a(1, 3, 1, 1), a(1, 3, 1, 1), 2, {}),
-     r"spatial_groupnorm_forward: G = 2 groups must divide the C = 3 channels of x"),
-    (lambda: L.spatial_groupnorm_forward(X4, a(1, 3, 1, 1), a(1, 3, 1, 1), 0, {}), r"spatial_groupnorm_forward: G must be"),
-    (lambda: L.spatial_groupnorm_forward(X4, a(1, 3, 1, 1), a(1, 3, 1, 1), 3, {"eps": 0}),
-     r"spatial_groupnorm_forward: gn_param\['eps'\] must be"),
-    (lambda: L.batchnorm_forward(X2, G3, G3, {"mode": "train", "eps": -1.0}), r"batchnorm_forward: bn_param\['eps'\]"),
-    (lambda: L.batchnorm_forward(X2, G3, G3, {"mode": "train", "momentum": 2.0}),
-     r"batchnorm_forward: bn_param\['momentum'\] must be"),
-    (lambda: L.batchnorm_forward(X2[:1], G3, G3, {"mode": "train"}),
-     r"batchnorm_forward: training mode needs at least 2 samples"),
-    (lambda: L.dropout_forward(X2, {"p": 0.5, "mode": "eval"}), r"dropout_forward: dropout_param\['mode'\] must be 'train' or 'test'"),
-    (lambda: L.dropout_forward(X2, {"p": 0.5, "mode": "train", "foo": 1}), r"dropout_forward: unknown dropout_param key"),
-    (lambda: L.dropout_forward(X2, {"p": 0.0, "mode": "train"}),
-     r"dropout_forward: dropout_param\['p'\] \(the keep probability\) must be"),
-    (lambda: L.dropout_forward(X2, {"p": 0.5, "mode": "train", "seed": -1}), r"dropout_forward: dropout_param\['seed'\] must be"),
-    (lambda: L.dropout_forward(X2, {"p": 0.5, "mode": "train", "rng": 3}),
-     r"dropout_forward: dropout_param\['rng'\] must be a numpy.random.Generator, got 3"),
-    (lambda: L.max_pool_forward(X4, {"pool_height": 0, "pool_width": 2}), r"max_pool_forward: pool_param\['pool_height'\] must be"),
-    (lambda: L.max_pool_forward(X4, {"pool_height": 2, "pool_width": 0}), r"max_pool_forward: pool_param\['pool_width'\] must be"),
-    (lambda: L.avg_pool_forward(X4, {"pool_height": 2, "pool_width": 2, "stride": 0}), r"avg_pool_forward: pool_param\['stride'\]"),
-    (lambda: L.conv_forward(X4, CONV_W, CONV_B, {"stride": 0}), r"conv_forward: conv_param\['stride'\] must be"),
-    (lambda: L.conv_forward(X4, CONV_W, CONV_B, {"pad": -1}), r"conv_forward: conv_param\['pad'\] must be"),
-    (lambda: L.conv_forward(X4, CONV_W, CONV_B, {"dilation": 0}), r"conv_forward: conv_param\['dilation'\] must be"),
-    (lambda: L.conv_forward(X4, CONV_W, CONV_B, {"padding": 1}), r"conv_forward: unknown conv_param key"),
-    (lambda: L.leaky_relu_forward(X2, -0.1), r"leaky_relu_forward: negative_slope must be"),
-    (lambda: conv_layer.set_column_budget(0), r"set_column_budget: nbytes must be an int >= 1"),
-])
+@pytest.mark.parametrize(
+    "call,message",
+    [
+        (
+            lambda: L.layernorm_forward(X2, G3, G3, {"momentum": 0.9}),
+            r"layernorm_forward: unknown ln_param key\(s\) \['momentum'\]",
+        ),
+        (lambda: L.layernorm_forward(X2, G3, G3, {"eps": 0.0}), r"layernorm_forward: ln_param\['eps'\] must be"),
+        (
+            lambda: L.spatial_groupnorm_forward(X4, a(1, 3, 1, 1), a(1, 3, 1, 1), 3, {"foo": 1}),
+            r"spatial_groupnorm_forward: unknown gn_param key\(s\) \['foo'\]",
+        ),
+        (
+            lambda: L.spatial_groupnorm_forward(X4, a(1, 3, 1, 1), a(1, 3, 1, 1), 2, {}),
+            r"spatial_groupnorm_forward: G = 2 groups must divide the C = 3 channels of x",
+        ),
+        (
+            lambda: L.spatial_groupnorm_forward(X4, a(1, 3, 1, 1), a(1, 3, 1, 1), 0, {}),
+            r"spatial_groupnorm_forward: G must be",
+        ),
+        (
+            lambda: L.spatial_groupnorm_forward(X4, a(1, 3, 1, 1), a(1, 3, 1, 1), 3, {"eps": 0}),
+            r"spatial_groupnorm_forward: gn_param\['eps'\] must be",
+        ),
+        (
+            lambda: L.batchnorm_forward(X2, G3, G3, {"mode": "train", "eps": -1.0}),
+            r"batchnorm_forward: bn_param\['eps'\]",
+        ),
+        (
+            lambda: L.batchnorm_forward(X2, G3, G3, {"mode": "train", "momentum": 2.0}),
+            r"batchnorm_forward: bn_param\['momentum'\] must be",
+        ),
+        (
+            lambda: L.batchnorm_forward(X2[:1], G3, G3, {"mode": "train"}),
+            r"batchnorm_forward: training mode needs at least 2 samples",
+        ),
+        (
+            lambda: L.dropout_forward(X2, {"p": 0.5, "mode": "eval"}),
+            r"dropout_forward: dropout_param\['mode'\] must be 'train' or 'test'",
+        ),
+        (
+            lambda: L.dropout_forward(X2, {"p": 0.5, "mode": "train", "foo": 1}),
+            r"dropout_forward: unknown dropout_param key",
+        ),
+        (
+            lambda: L.dropout_forward(X2, {"p": 0.0, "mode": "train"}),
+            r"dropout_forward: dropout_param\['p'\] \(the keep probability\) must be",
+        ),
+        (
+            lambda: L.dropout_forward(X2, {"p": 0.5, "mode": "train", "seed": -1}),
+            r"dropout_forward: dropout_param\['seed'\] must be",
+        ),
+        (
+            lambda: L.dropout_forward(X2, {"p": 0.5, "mode": "train", "rng": 3}),
+            r"dropout_forward: dropout_param\['rng'\] must be a numpy.random.Generator, got 3",
+        ),
+        (
+            lambda: L.max_pool_forward(X4, {"pool_height": 0, "pool_width": 2}),
+            r"max_pool_forward: pool_param\['pool_height'\] must be",
+        ),
+        (
+            lambda: L.max_pool_forward(X4, {"pool_height": 2, "pool_width": 0}),
+            r"max_pool_forward: pool_param\['pool_width'\] must be",
+        ),
+        (
+            lambda: L.avg_pool_forward(X4, {"pool_height": 2, "pool_width": 2, "stride": 0}),
+            r"avg_pool_forward: pool_param\['stride'\]",
+        ),
+        (lambda: L.conv_forward(X4, CONV_W, CONV_B, {"stride": 0}), r"conv_forward: conv_param\['stride'\] must be"),
+        (lambda: L.conv_forward(X4, CONV_W, CONV_B, {"pad": -1}), r"conv_forward: conv_param\['pad'\] must be"),
+        (
+            lambda: L.conv_forward(X4, CONV_W, CONV_B, {"dilation": 0}),
+            r"conv_forward: conv_param\['dilation'\] must be",
+        ),
+        (lambda: L.conv_forward(X4, CONV_W, CONV_B, {"padding": 1}), r"conv_forward: unknown conv_param key"),
+        (lambda: L.leaky_relu_forward(X2, -0.1), r"leaky_relu_forward: negative_slope must be"),
+        (lambda: conv_layer.set_column_budget(0), r"set_column_budget: nbytes must be an int >= 1"),
+    ],
+)
 def test_parameter_errors_name_the_function_and_the_parameter(call, message):
     with pytest.raises(ValueError, match="^" + message):
         call()
@@ -227,7 +324,6 @@ def test_compute_dx_defaults_to_true_in_every_backward_that_takes_it():
     assert L.conv_relu_pool_backward(np.ones(out.shape), cache)[0].shape == X4.shape
     out, cache = L.conv_bn_relu_forward(X4, CONV_W, CONV_B, G3[:2], G3[:2], CONV, {"mode": "train"})
     assert L.conv_bn_relu_backward(np.ones(out.shape), cache)[0].shape == X4.shape
-
 
 
 def test_a_column_budget_keeps_the_input_instead_of_the_columns():
@@ -259,8 +355,11 @@ def test_sandwich_backwards_skip_dx_when_asked():
         (L.affine_relu_backward, a(2, 4), L.affine_relu_forward(x, w, b)[1]),
         (L.conv_relu_backward, None, L.conv_relu_forward(X4, CONV_W, CONV_B, CONV)),
         (L.conv_relu_pool_backward, None, L.conv_relu_pool_forward(X4, CONV_W, CONV_B, CONV, POOL)),
-        (L.conv_bn_relu_backward, None, L.conv_bn_relu_forward(X4, CONV_W, CONV_B, G3[:2], G3[:2], CONV,
-                                                               {"mode": "train"})),
+        (
+            L.conv_bn_relu_backward,
+            None,
+            L.conv_bn_relu_forward(X4, CONV_W, CONV_B, G3[:2], G3[:2], CONV, {"mode": "train"}),
+        ),
     ]
     for backward, dout, cache in cases:
         if dout is None:
@@ -269,7 +368,7 @@ def test_sandwich_backwards_skip_dx_when_asked():
         full = backward(dout, cache)
         skipped = backward(dout, cache, compute_dx=False)
         assert full[0] is not None and skipped[0] is None, backward.__name__
-        for got, want in zip(skipped[1:], full[1:]):
+        for got, want in zip(skipped[1:], full[1:], strict=True):
             np.testing.assert_array_equal(got, want)
 
 
@@ -279,8 +378,11 @@ def test_a_bad_column_budget_in_the_environment_is_refused_in_process(monkeypatc
     # a mutation tester (which mutates this process only) sees it too
     monkeypatch.setenv(conv_layer.BUDGET_ENV, value)
     monkeypatch.setattr(conv_layer, "_column_budget", None)  # not read yet
-    with pytest.raises(ValueError, match=rf"^environment variable {conv_layer.BUDGET_ENV} must be a number of "
-                                         rf"MiB > 0 \(e.g. {conv_layer.BUDGET_ENV}=256\), got '{value}'; fix or unset it"):
+    with pytest.raises(
+        ValueError,
+        match=rf"^environment variable {conv_layer.BUDGET_ENV} must be a number of "
+        rf"MiB > 0 \(e.g. {conv_layer.BUDGET_ENV}=256\), got '{value}'; fix or unset it",
+    ):
         conv_layer.get_column_budget()
 
 

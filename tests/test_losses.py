@@ -300,7 +300,8 @@ def test_errors_name_the_loss_and_the_argument(name):
 @pytest.mark.parametrize("name", ["softmax_loss", "svm_loss"])
 def test_class_loss_errors_say_what_was_expected(name):
     fn = getattr(losses, name)
-    with pytest.raises(ValueError, match=rf"^{name}: x must have 2 dimensions \(N, C\) of class scores, got shape \(3,\)"):
+    expected = rf"^{name}: x must have 2 dimensions \(N, C\) of class scores, got shape \(3,\)"
+    with pytest.raises(ValueError, match=expected):
         fn(np.zeros(3), np.array([0, 1, 2]))
     with pytest.raises(ValueError, match=r"in \[0, 3\), got dtype list; convert with"):
         fn(np.zeros((2, 3)), [0, 1])

@@ -13,14 +13,17 @@ from gpunet.reference import conv_backward_naive, conv_forward_naive
 GENERIC = Ops(np)
 
 
-@pytest.mark.parametrize("n,sample_bytes,budget,expected", [
-    (10, 100, 250, 2),      # floor(budget / bytes per sample)
-    (10, 100, 99, 1),       # at least one sample, even over budget
-    (10, 1, 5, 5),
-    (3, 100, 10**9, 3),     # never more than the batch
-    (10, 100, None, 10),    # no budget: the whole batch
-    (0, 100, None, 1),      # an empty batch still has one (empty) chunk
-])
+@pytest.mark.parametrize(
+    "n,sample_bytes,budget,expected",
+    [
+        (10, 100, 250, 2),  # floor(budget / bytes per sample)
+        (10, 100, 99, 1),  # at least one sample, even over budget
+        (10, 1, 5, 5),
+        (3, 100, 10**9, 3),  # never more than the batch
+        (10, 100, None, 10),  # no budget: the whole batch
+        (0, 100, None, 1),  # an empty batch still has one (empty) chunk
+    ],
+)
 def test_conv_chunk_is_the_budget_over_the_bytes_per_sample(n, sample_bytes, budget, expected):
     assert Ops.conv_chunk(n, sample_bytes, budget) == expected
 
@@ -54,7 +57,7 @@ def test_split_convolution_keeps_x_and_matches_the_loops(n, fit):
         assert saved.cols is None and saved.x is x
     dout = np.random.default_rng(0).standard_normal(out.shape)
     dx, dw, db = GENERIC.conv2d_backward(dout, w, geo, saved, True, fit * sample_bytes)
-    for got, want in zip((dx, dw, db), conv_backward_naive(dout, cache)):
+    for got, want in zip((dx, dw, db), conv_backward_naive(dout, cache), strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
     no_dx = GENERIC.conv2d_backward(dout, w, geo, saved, False, fit * sample_bytes)
     assert no_dx[0] is None

@@ -280,7 +280,8 @@ def test_config_that_is_not_a_dict_is_named():
 
 
 def test_dtype_mismatch_says_how_to_fix_it():
-    with pytest.raises(TypeError, match=r"; compute the gradient in the parameter's dtype \(nothing is cast silently\)$"):
+    fix = r"; compute the gradient in the parameter's dtype \(nothing is cast silently\)$"
+    with pytest.raises(TypeError, match=fix):
         optim.sgd(np.zeros(2, np.float32), np.ones(2, np.float64))
 
 

@@ -30,13 +30,19 @@ def bn_loops(x, gamma, beta, eps):
 
 def bn_test_loops(x, gamma, beta, mean, var, eps):
     n, d = x.shape
-    return np.array([[gamma[j] * (x[i, j] - mean[j]) / math.sqrt(var[j] + eps) + beta[j] for j in range(d)]
-                     for i in range(n)])
+    return np.array(
+        [[gamma[j] * (x[i, j] - mean[j]) / math.sqrt(var[j] + eps) + beta[j] for j in range(d)] for i in range(n)]
+    )
 
 
 def _bn_inputs(rng, n=5, d=3):
-    return (rng.standard_normal((n, d)) * 2 + 1, rng.standard_normal(d), rng.standard_normal(d),
-            rng.standard_normal(d), rng.uniform(0.01, 0.1, d))
+    return (
+        rng.standard_normal((n, d)) * 2 + 1,
+        rng.standard_normal(d),
+        rng.standard_normal(d),
+        rng.standard_normal(d),
+        rng.uniform(0.01, 0.1, d),
+    )
 
 
 @pytest.mark.parametrize("eps,momentum", [(None, None), (0.05, 0.7), (1e-3, 0.0), (0.2, 1.0)])
@@ -133,8 +139,7 @@ def test_elementwise_activations(put, host):
     x = put(np.array(values))
     np.testing.assert_allclose(host(L.relu_forward(x)[0]), [max(v, 0.0) for v in values], **RTOL)
     np.testing.assert_allclose(host(L.leaky_relu_forward(x)[0]), [v if v > 0 else 0.01 * v for v in values], **RTOL)
-    np.testing.assert_allclose(host(L.leaky_relu_forward(x, 0.3)[0]), [v if v > 0 else 0.3 * v for v in values],
-                               **RTOL)
+    np.testing.assert_allclose(host(L.leaky_relu_forward(x, 0.3)[0]), [v if v > 0 else 0.3 * v for v in values], **RTOL)
     np.testing.assert_allclose(host(L.sigmoid_forward(x)[0]), [1 / (1 + math.exp(-v)) for v in values], rtol=1e-14)
     np.testing.assert_allclose(host(L.tanh_forward(x)[0]), [math.tanh(v) for v in values], rtol=1e-14)
 
@@ -144,10 +149,14 @@ def test_elementwise_backward_values(put, host):
     dout = np.array([1.0, -2.0, 3.0, 0.5, -1.5])
     x, d = put(values), put(dout)
     slope = 0.2
-    np.testing.assert_allclose(host(L.leaky_relu_backward(d, L.leaky_relu_forward(x, slope)[1])),
-                               np.where(values > 0, dout, slope * dout), **RTOL)
-    np.testing.assert_allclose(host(L.leaky_relu_backward(d, L.leaky_relu_forward(x)[1])),
-                               np.where(values > 0, dout, 0.01 * dout), **RTOL)
+    np.testing.assert_allclose(
+        host(L.leaky_relu_backward(d, L.leaky_relu_forward(x, slope)[1])),
+        np.where(values > 0, dout, slope * dout),
+        **RTOL,
+    )
+    np.testing.assert_allclose(
+        host(L.leaky_relu_backward(d, L.leaky_relu_forward(x)[1])), np.where(values > 0, dout, 0.01 * dout), **RTOL
+    )
     s = 1 / (1 + np.exp(-values))
     np.testing.assert_allclose(host(L.sigmoid_backward(d, L.sigmoid_forward(x)[1])), dout * s * (1 - s), **RTOL)
     t = np.tanh(values)
