@@ -199,7 +199,11 @@ BAD = [
         dict(gamma=a(3)),
         r"spatial_groupnorm_forward: gamma must have shape \(1, 3, 1, 1\) \(\(1, C, 1, 1\) with C = x.shape\[1\]\)",
     ),
-    ("spatial_groupnorm_forward", dict(beta=a(3)), r"spatial_groupnorm_forward: beta must have shape \(1, 3, 1, 1\)"),
+    (
+        "spatial_groupnorm_forward",
+        dict(beta=a(3)),
+        r"spatial_groupnorm_forward: beta must have shape \(1, 3, 1, 1\) \(\(1, C, 1, 1\) with C = x.shape\[1\]\)",
+    ),
     ("conv_forward", dict(x=a(2, 3, 4)), r"conv_forward: x must have 4 dimensions \(N, C, H, W\)"),
     ("conv_forward", dict(w=a(2, 3, 3)), r"conv_forward: w must have 4 dimensions \(F, C, HH, WW\)"),
     ("conv_forward", dict(b=a(3)), r"conv_forward: b must have shape \(2,\) \(F = w.shape\[0\]\)"),
@@ -390,3 +394,26 @@ def test_a_tiny_column_budget_in_the_environment_is_one_byte(monkeypatch):
     monkeypatch.setenv(conv_layer.BUDGET_ENV, "1e-7")  # 0.1 bytes: at least one
     monkeypatch.setattr(conv_layer, "_column_budget", None)
     assert conv_layer.get_column_budget() == 1
+
+
+@pytest.mark.parametrize(
+    "call,message",
+    [
+        (lambda: L.batchnorm_forward(X2, G3, G3, {"mode": "train", "foo": 1}),
+         r"batchnorm_forward: unknown bn_param key\(s\) \['foo'\]"),
+        (lambda: L.batchnorm_forward(X2, G3, G3, {"mode": "eval"}),
+         r"batchnorm_forward: bn_param\['mode'\] must be 'train' or 'test'"),
+        (lambda: L.max_pool_forward(X4, {"pool_height": 2, "pool_width": 2, "size": 2}),
+         r"max_pool_forward: unknown pool_param key\(s\) \['size'\]"),
+    ],
+)
+def test_unknown_keys_and_modes_name_the_parameter_dict(call, message):
+    with pytest.raises(ValueError, match="^" + message):
+        call()
+
+
+def test_conv_defaults_are_stride_one_and_no_padding():
+    from gpunet.reference import conv_forward_naive
+
+    out, _ = L.conv_forward(X4, CONV_W, CONV_B, {})
+    np.testing.assert_allclose(out, conv_forward_naive(X4, CONV_W, CONV_B, {"stride": 1, "pad": 0})[0], rtol=1e-12)
