@@ -17,8 +17,9 @@
 # (plus tests/test_<target>_mutants.py where present). mutmut runs each mutant only against
 # the selected tests that call the mutated function, in a fresh copy of gpunet and tests/.
 #
-# Time, one worker on a shared 2-core machine: gradcheck ~1 min, optim ~3, losses ~4,
-# layers ~15, ops ~20, numpy_ops ~30 (generation and a traced run of the tests included).
+# Time here (one worker, nice, a 2-core machine shared with others): gradcheck ~1 min,
+# optim ~1.5, losses ~3, ops ~7, layers ~10 (~25 while many mutants survive, since a
+# survivor runs all its tests); numpy_ops was not timed to the end (expect more than layers).
 #
 # Results: build/mutation/<target>/ (build/ is git-ignored): summary.txt (score per file,
 # also printed), results.txt (every mutant and its status), survivors.txt (the diff of each
