@@ -242,3 +242,73 @@ def test_arrays_of_two_backends_get_the_layers_error(fn):
     y = np.array([0, 1, 2]) if fn in (losses.softmax_loss, losses.svm_loss) else np.zeros((3, 4))
     with pytest.raises(TypeError, match="arrays from two backends in one call: strict and numpy"):
         fn(x, y)
+
+
+def test_softmax_shifts_each_row_by_its_own_maximum(put, host):
+    # rows whose scores differ by 2000: one shift for the whole batch would underflow a row
+    x = put(np.array([[1000.0, 0.0], [-1000.0, -1001.0]]))
+    loss, dx = losses.softmax_loss(x, put(np.array([0, 1])), reduction="none")
+    e = math.exp(-1.0)
+    np.testing.assert_allclose(host(loss), [math.log1p(math.exp(-1000.0)), math.log1p(1 / e)], rtol=1e-12)
+    np.testing.assert_allclose(host(dx), [[0.0, 0.0], [1 / (1 + e), -1 / (1 + e)]], rtol=1e-12, atol=1e-300)
+
+
+def test_bce_gradient_flows_up_to_the_clip_bounds_and_not_beyond(put, host):
+    # d/dp of -(t log c + (1-t) log(1-c)), c = clip(p, eps, 1-eps), eps = 1e-12 in float64:
+    # (c - t) / (c (1 - c)) where eps <= p <= 1 - eps (bounds included, as PyTorch's clamp), else 0
+    eps = 1e-12
+    p = np.array([0.0, eps, 0.3, 1 - eps, 1.0])
+    t = np.array([1.0, 1.0, 0.5, 0.0, 0.0])
+    _, dx = losses.bce_loss(put(p), put(t), reduction="sum")
+    dx = host(dx)
+    assert dx[0] == 0 and dx[4] == 0
+    np.testing.assert_allclose(dx[1:4], [-1 / eps, (0.3 - 0.5) / (0.3 * 0.7), 1 / eps], rtol=2e-4)
+    torch = pytest.importorskip("torch")
+    tp = torch.tensor(p, requires_grad=True)
+    c = tp.clamp(eps, 1 - eps)
+    tt = torch.tensor(t)
+    (-(tt * c.log() + (1 - tt) * torch.log1p(-c))).sum().backward()
+    np.testing.assert_allclose(dx, tp.grad.numpy(), rtol=1e-4)
+
+
+LOSS_ARGS = {  # (name of the first argument, of the second, a valid pair)
+    "softmax_loss": ("x", "y", lambda: (np.zeros((2, 3)), np.array([0, 2]))),
+    "svm_loss": ("x", "y", lambda: (np.zeros((2, 3)), np.array([0, 2]))),
+    "bce_loss": ("probs", "y", lambda: (np.full((2, 3), 0.5), np.zeros((2, 3)))),
+    "bce_with_logits_loss": ("logits", "y", lambda: (np.zeros((2, 3)), np.zeros((2, 3)))),
+    "mse_loss": ("x", "y", lambda: (np.zeros((2, 3)), np.zeros((2, 3)))),
+    "l1_loss": ("x", "y", lambda: (np.zeros((2, 3)), np.zeros((2, 3)))),
+}
+
+
+@pytest.mark.parametrize("name", list(LOSS_ARGS))
+def test_errors_name_the_loss_and_the_argument(name):
+    fn = getattr(losses, name)
+    first, second, make = LOSS_ARGS[name]
+    a, b = make()
+    with pytest.raises(ValueError, match=rf"^{name}: reduction must be one of \('mean', 'sum', 'none'\), got 'avg'"):
+        fn(a, b, reduction="avg")
+    with pytest.raises(ValueError, match=rf"^{name}: {first} must be a real floating array .* got int64"):
+        fn(a.astype(np.int64), b)
+    if second == "y" and name not in ("softmax_loss", "svm_loss"):
+        with pytest.raises(ValueError, match=rf"^{name}: y must be a real floating array .* got int64"):
+            fn(a, b.astype(np.int64))
+        with pytest.raises(ValueError, match=rf"^{name}: y must have the shape of {first} \(2, 3\), got \(3, 2\)"):
+            fn(a, b.reshape(3, 2))
+
+
+@pytest.mark.parametrize("name", ["softmax_loss", "svm_loss"])
+def test_class_loss_errors_say_what_was_expected(name):
+    fn = getattr(losses, name)
+    expected = rf"^{name}: x must have 2 dimensions \(N, C\) of class scores, got shape \(3,\)"
+    with pytest.raises(ValueError, match=expected):
+        fn(np.zeros(3), np.array([0, 1, 2]))
+    with pytest.raises(ValueError, match=r"in \[0, 3\), got dtype list; convert with"):
+        fn(np.zeros((2, 3)), [0, 1])
+    with pytest.raises(ValueError, match=r"got dtype float64"):
+        fn(np.zeros((2, 3)), np.zeros(2))
+
+
+def test_check_labels_names_the_labels():
+    with pytest.raises(ValueError, match=r"^y: labels must be in \[0, 3\)"):
+        losses.check_labels(np.array([0, 5]), 3)

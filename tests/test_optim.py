@@ -251,3 +251,54 @@ def test_get_update_rule():
     assert optim.get_update_rule(my_rule) == ("my_rule", my_rule)
     with pytest.raises(ValueError, match="invalid update_rule 'adagrad'"):
         optim.get_update_rule("adagrad")
+
+
+def test_adamw_with_weight_decay_one_matches_reference(rng):
+    # weight_decay = 1 is in range (>= 0): the decay step must run for it too
+    w0, dws = _problem(rng)
+    expected, _ = ref_adamw(w0, dws, lr=0.01, wd=1.0)
+    w, cfg = w0.copy(), {"learning_rate": 0.01, "weight_decay": 1.0}
+    for dw in dws:
+        optim.adamw(w, dw, cfg)
+    np.testing.assert_allclose(w, expected, **tol("float64"))
+
+
+def test_unknown_key_messages_give_each_hint_and_nothing_else():
+    with pytest.raises(ValueError) as info:
+        optim.adam(np.zeros(2), np.ones(2), {"learnin_rate": 0.1, "weight_decay": 0.1})
+    assert ("(\'learnin_rate\' -> did you mean \'learning_rate\'?; \'weight_decay\' -> decoupled weight "
+            "decay is update_rule='adamw')") in str(info.value)
+    with pytest.raises(ValueError) as info:
+        optim.sgd(np.zeros(2), np.ones(2), {"zzz": 1})
+    assert str(info.value) == "unknown optim_config key(s) ['zzz'] for update rule 'sgd'; accepted keys: " \
+                              "['learning_rate']"
+
+
+def test_config_that_is_not_a_dict_is_named():
+    with pytest.raises(TypeError, match="config must be a dict or None, got list"):
+        optim.sgd(np.zeros(2), np.ones(2), [("learning_rate", 0.1)])
+
+
+def test_dtype_mismatch_says_how_to_fix_it():
+    fix = r"; compute the gradient in the parameter's dtype \(nothing is cast silently\)$"
+    with pytest.raises(TypeError, match=fix):
+        optim.sgd(np.zeros(2, np.float32), np.ones(2, np.float64))
+
+
+@pytest.mark.parametrize("key,rule", [("velocity", "sgd_momentum"), ("m", "adam"), ("cache", "rmsprop")])
+def test_state_on_another_backend_raises_type_error_naming_both(key, rule):
+    with gpunet.use_backend("strict"):
+        state = gpunet.asarray(np.zeros(2))
+    with pytest.raises(TypeError, match="two backends"):
+        optim.UPDATE_RULES[rule](np.zeros(2), np.ones(2), {key: state})
+
+
+def test_get_update_rule_names_a_callable_without_a_name_by_its_type():
+    class Rule:
+        def __call__(self, w, dw, config):
+            return w, config
+
+    rule = Rule()
+    assert optim.get_update_rule(rule) == ("Rule", rule)
+    with pytest.raises(ValueError, match=r"or a callable update\(w, dw, config\) -> \(w, config\)"):
+        optim.get_update_rule(3)
