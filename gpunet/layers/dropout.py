@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..backend import get_ops
+from ..backend.ops import host_dtype
 from .. import _validate
 
 _KEYS = {"p", "mode", "seed", "rng"}
@@ -28,29 +29,35 @@ def dropout_forward(x, dropout_param):
     xp = _validate.float_inputs(fn, x=x)
     if mode == "test" or p == 1:
         return x, (dropout_param, None)
+    if 1 / p > float(xp.finfo(x.dtype).max):  # the scale 1/p of the kept units would be inf
+        raise _validate.ArgumentError(
+            f"{fn}: dropout_param['p'] = {p:g} is too small for {host_dtype(x.dtype).name} inputs "
+            f"(1/p overflows); use p >= {1 / float(xp.finfo(x.dtype).max):.3g}"
+        )
     u = get_ops(xp).uniform(tuple(x.shape), like=x, seed=source)
     mask = xp.astype(u < p, x.dtype) / p
     return x * mask, (dropout_param, mask)
 
 
 def _mask_source(fn: str, dropout_param):
-    """The seed or Generator the mask is drawn from (None: fresh entropy)."""
-    if "seed" in dropout_param:
-        return _validate.integer("dropout_param['seed']", dropout_param["seed"], low=0, fn=fn)
+    """The seed or Generator the mask is drawn from (None: fresh entropy); both are checked."""
     rng = dropout_param.get("rng")
     if rng is not None and not isinstance(rng, np.random.Generator):
         raise _validate.ArgumentError(
             f"{fn}: dropout_param['rng'] must be a numpy.random.Generator, got {rng!r}; for the "
             "same mask on every call use dropout_param['seed'] instead"
         )
+    if "seed" in dropout_param:
+        return _validate.integer("dropout_param['seed']", dropout_param["seed"], low=0, fn=fn)
     return rng
 
 
 def dropout_backward(dout, cache):
     """dx = dout * mask (training) or dout (test mode)."""
     _, mask = cache
-    _validate.float_inputs("dropout_backward", dout=dout)
     if mask is None:
+        _validate.float_inputs("dropout_backward", dout=dout)
         return dout
+    _validate.float_inputs("dropout_backward", dout=dout, x=mask)  # the mask is x's dtype and backend
     _validate.shape("dropout_backward", "dout", dout, mask.shape, "the shape of x")
     return dout * mask
