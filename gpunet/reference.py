@@ -67,6 +67,9 @@ def _conv_geometry(fn: str, x, w, b, conv_param):
             f"{fn}: stride and dilation must be >= 1 and pad >= 0, got stride={stride}, "
             f"pad={pad}, dilation={dilation}"
         )
+    if min(w.shape[2:]) < 1:
+        raise _validate.ArgumentError(f"{fn}: w must have a non-empty kernel (F, C, HH, WW), got "
+                                      f"w.shape = {tuple(w.shape)}")
     out_h = _out_size(fn, "w.shape[2]", "height", x.shape[2], w.shape[2], stride[0], pad[0], dilation[0])
     out_w = _out_size(fn, "w.shape[3]", "width", x.shape[3], w.shape[3], stride[1], pad[1], dilation[1])
     n, c, h, wd = x.shape

@@ -2,7 +2,11 @@
 input used to end in a traceback from inside NumPy or gpunet, a silent wrong result or an
 allocation the file could not hold, and now ends in a clear error (or the right result)."""
 
+import importlib.util
+import json
+import sys
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +18,8 @@ from gpunet._validate import ArgumentError, choice
 from gpunet.checkpoint import CheckpointError, load_npz, save_npz_atomic
 from gpunet.cli import main
 from gpunet.solver import Solver
+
+SOURCE = Path(gpunet.__file__).resolve().parents[1]  # where the gpunet under test lives
 
 
 def _data(n=20, d=4, classes=3, seed=0):
@@ -59,8 +65,11 @@ def test_dropout_checks_rng_next_to_seed_dout_against_the_mask_and_a_tiny_p():
     _, cache = L.dropout_forward(x, {"p": 0.5, "mode": "train", "seed": 1})
     with pytest.raises(ArgumentError, match="dout=float32, x=float64"):
         L.dropout_backward(np.ones((3, 4), np.float32), cache)  # was: a float64 dx, silently
-    with pytest.raises(ArgumentError, match=r"dropout_param\['p'\] = 1e-300 is too small for float32"):
+    with pytest.raises(ArgumentError, match=r"dropout_param\['p'\] \(the keep probability\) = 1e-300 is too "
+                                            "small for float32"):
         L.dropout_forward(x.astype(np.float32), {"p": 1e-300, "mode": "train", "seed": 1})  # was: NaN
+    with pytest.raises(ArgumentError, match=r"FullyConnectedNet: dropout_keep_ratio .* = 1e-300 is too small"):
+        models.FullyConnectedNet([3], input_dim=2, dropout_keep_ratio=1e-300)  # was: NaN losses
 
 
 @pytest.mark.parametrize("conv", [L.conv_forward, L.conv_forward_naive])
@@ -69,6 +78,12 @@ def test_a_convolution_no_array_could_hold_is_refused(conv):
     for pad in (2**40, 2**70):  # was: NumPy's "array is too big" / "Maximum allowed dimension exceeded"
         with pytest.raises(ArgumentError, match="more than any array can hold; use a smaller pad"):
             conv(x, w, b, {"pad": pad})
+
+
+def test_the_naive_convolution_refuses_an_empty_kernel():
+    # was: accepted, giving b everywhere (conv_forward refuses it)
+    with pytest.raises(ArgumentError, match="conv_forward_naive: w must have a non-empty kernel"):
+        L.conv_forward_naive(np.ones((1, 1, 3, 3)), np.ones((1, 1, 3, 0)), np.zeros(1), {})
 
 
 def test_pool_window_errors_name_the_window():
@@ -323,3 +338,49 @@ def test_a_parameter_budget_is_per_block():
             check_shape((2, 3))
     assert check_shape((2, 3)) == (2, 3)  # no budget outside the block
 
+
+
+# --- MPI: a bad setting on one rank -------------------------------------------------------------
+
+_RANK_SCRIPT = """
+import json, os, sys
+from mpi4py import MPI
+extra, env = json.loads(os.environ[f"EXTRA{MPI.COMM_WORLD.rank}"])
+os.environ.update(env)
+from gpunet.cli import main
+sys.exit(main(["train", "--distributed", "--epochs", "2", "--hidden", "8", "--quiet", *extra]))
+"""
+
+
+def _mpiexec():
+    import shutil
+
+    local = Path(sys.executable).parent / "mpiexec"
+    return str(local) if local.exists() else shutil.which("mpiexec")
+
+
+@pytest.mark.skipif(_mpiexec() is None or importlib.util.find_spec("mpi4py") is None,
+                    reason="needs mpi4py and an MPI launcher")
+@pytest.mark.parametrize("rank1,reason", [
+    # was: no message at all (rank 1 alone failed and stays silent; MPI_Abort ended rank 0)
+    ([[], {"GPUNET_BACKEND": "bogus"}], "rank 1: UsageError: GPUNET_BACKEND='bogus' is not a backend"),
+    # was: trained on two different data splits, exit 0
+    ([["--seed", "3"], {}], "run_info['seed']=0"),
+])
+def test_a_bad_setting_on_one_rank_ends_every_rank_with_one_message_saying_why(tmp_path, rank1, reason):
+    import os
+    import subprocess
+    import time
+
+    script = tmp_path / "run.py"
+    script.write_text(_RANK_SCRIPT)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "PMIX_", "OMPI_", "HYDRA_"))}
+    env.update(EXTRA0=json.dumps([[], {}]), EXTRA1=json.dumps(rank1), OMP_NUM_THREADS="1",
+               PYTHONPATH=str(SOURCE))
+    started = time.perf_counter()
+    r = subprocess.run([_mpiexec(), "-n", "2", sys.executable, "-m", "mpi4py", str(script)], capture_output=True,
+                       text=True, timeout=120, env=env, cwd=tmp_path)
+    assert time.perf_counter() - started < 60
+    assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
+    messages = [line for line in r.stderr.splitlines() if line.startswith("gpunet: error: ")]
+    assert len(messages) == 1 and reason in messages[0], r.stderr

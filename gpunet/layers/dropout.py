@@ -24,19 +24,25 @@ def dropout_forward(x, dropout_param):
     fn = "dropout_forward"
     _validate.keys(fn, "dropout_param", dropout_param, _KEYS, {"p", "mode"})
     mode = _validate.mode(fn, "dropout_param", dropout_param)
-    p = _validate.probability("dropout_param['p'] (the keep probability)", dropout_param["p"], fn=fn)
     source = _mask_source(fn, dropout_param)
     xp = _validate.float_inputs(fn, x=x)
+    p = keep_probability(fn, "dropout_param['p'] (the keep probability)", dropout_param["p"], x.dtype)
     if mode == "test" or p == 1:
         return x, (dropout_param, None)
-    if 1 / p > float(xp.finfo(x.dtype).max):  # the scale 1/p of the kept units would be inf
-        raise _validate.ArgumentError(
-            f"{fn}: dropout_param['p'] = {p:g} is too small for {host_dtype(x.dtype).name} inputs "
-            f"(1/p overflows); use p >= {1 / float(xp.finfo(x.dtype).max):.3g}"
-        )
     u = get_ops(xp).uniform(tuple(x.shape), like=x, seed=source)
     mask = xp.astype(u < p, x.dtype) / p
     return x * mask, (dropout_param, mask)
+
+
+def keep_probability(fn: str, name: str, p, dtype) -> float:
+    """``p`` as a keep probability in (0, 1] whose scale 1/p of the kept units is finite in
+    ``dtype`` (float16/32/64; 1e-300 is not a float32 keep probability)."""
+    p = _validate.probability(name, p, fn=fn)
+    biggest = float(np.finfo(host_dtype(dtype)).max)
+    if 1 / p > biggest:
+        raise _validate.ArgumentError(f"{fn}: {name} = {p:g} is too small for {host_dtype(dtype).name} "
+                                      f"(1/p overflows); use p >= {1 / biggest:.3g}")
+    return p
 
 
 def _mask_source(fn: str, dropout_param):
