@@ -864,9 +864,9 @@ def _forward_backward_check(spec, arrays, params, expected, dtype, data):
             if gpunet.to_numpy(g).shape != gpunet.to_numpy(a).shape or dtype_name(g) != dtype_name(a):
                 return (f"d{name} has shape {gpunet.to_numpy(g).shape} and dtype {g.dtype}, "
                         f"{name} has {gpunet.to_numpy(a).shape} and {a.dtype}")
-        finite = all(np.isfinite(gpunet.to_numpy(a)).all() for a in arrays.values())
-        if dtype == "float64" and finite and not (isinstance(expected, tuple)) and \
-                np.abs(np.asarray(expected)).max(initial=0) < 1e6:
+        moderate = all(np.abs(gpunet.to_numpy(a)).max(initial=0) < 1e6 for a in arrays.values())  # finite too
+        if dtype == "float64" and moderate and not (isinstance(expected, tuple)) and \
+                np.abs(np.asarray(expected)).max(initial=0) < 1e6:  # (1e30 offsets cancel: no derivative)
             return _gradient_problem(spec, arrays, ref_params, grads, dout_host)
         return None
 
@@ -1970,6 +1970,7 @@ def solver_cases(draw):
             touched.append(key)
     where = Path(tempfile.mkdtemp(dir=_TMP))
     kw = _solver_paths(kw, where)
+    touched += [str(kw[k]) for k in ("resume", "checkpoint_name") if isinstance(kw.get(k), str)]  # (files named)
     model = _solver_model()
     label = f"Solver: {'; '.join(changes)}"
     try:
@@ -2493,11 +2494,20 @@ def data_cases(strategy, run, oracle):
             if expected is hostile_data.NO_ORACLE:
                 expect = Either()
             else:
-                expect = Accept(lambda got: None if hostile_data.same(got, expected)
+                expect = Accept(lambda got: None if _same_result(got, expected)
                                 else "differs from the independent parse")
         return Case(_short(value), lambda: run(value), expect)
 
     return cases()
+
+
+def _same_result(a, b) -> bool:
+    """hostile_data.same, with NaN equal to NaN in float arrays (an IDX file may hold NaN)."""
+    if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
+        return _same_array(a, b)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(map(_same_result, a, b))
+    return hostile_data.same(a, b)
 
 
 def environment_cases():
@@ -3244,6 +3254,8 @@ KNOWN = [
      "read-only' after Adam/RMSProp updated their state arrays in place (a half-applied step)"),
     ("losses", r"individual_losses=", "bce_loss: individual_losses is not checked to be a bool "
      "(individual_losses='no' or 1 gives per-element losses)"),
+    ("losses", r"softmax_loss\(.*zero-size array to reduction operation maximum", "softmax_loss of scores "
+     "with no class column and no sample (x of shape (0, 0)) fails inside NumPy (xp.max over an empty axis)"),
     ("layers", r"avg_pool_backward with dout (float32 for float64|on strict)", "avg_pool_backward compares "
      "dout with nothing of the forward pass: a float32 or strict dout for float64 NumPy inputs is accepted"),
 ]

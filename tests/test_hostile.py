@@ -155,6 +155,12 @@ def test_bce_individual_losses_must_be_a_bool():
 
 
 @known_defect
+def test_softmax_loss_of_no_class_column_is_refused():
+    with pytest.raises(ValueError, match="softmax_loss"):  # today: NumPy's "zero-size array to reduction"
+        gpunet.losses.softmax_loss(np.zeros((0, 0)), np.zeros(0, np.int64))
+
+
+@known_defect
 def test_avg_pool_backward_checks_dout_against_the_forward_input():
     _, cache = gpunet.layers.avg_pool_forward(np.ones((1, 1, 2, 2)), {"pool_height": 2, "pool_width": 2})
     with pytest.raises(TypeError):  # today: a float32 dx for float64 x

@@ -41,7 +41,7 @@ def _quiet(**kw):
     (lambda x: L.relu_forward("x"), "relu_forward: x must be a real floating array"),
     (lambda x: L.conv_forward(x.reshape(1, 1, 2, 2), [[[[1.0]]]], np.zeros(1), {}), "conv_forward: w must be"),
     (lambda x: L.batchnorm_forward(x, np.ones(4), np.zeros(4), {"mode": "test", "running_mean": [0.0] * 4}),
-     "bn_param['running_mean'] must be a real floating array"),
+     "batchnorm_forward: running_mean must be a real floating array"),
 ])
 def test_a_layer_names_an_argument_that_is_not_an_array(call, fragment):
     # was: AttributeError ('NoneType' object has no attribute 'shape') or a TypeError naming no argument
@@ -50,6 +50,7 @@ def test_a_layer_names_an_argument_that_is_not_an_array(call, fragment):
     assert fragment in str(err.value) and "gpunet.asarray" in str(err.value)
 
 
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # np.matrix, on purpose
 def test_matrix_and_masked_arrays_are_refused():
     # np.matrix's * is a matrix product: dropout "worked" with a wrong mask product
     with pytest.raises(ArgumentError, match="x must be a real floating array .* got matrix"):
@@ -170,6 +171,8 @@ def test_check_accuracy_checks_samples_and_labels():
         s.check_accuracy(None, data["y_val"])  # was: AttributeError
     with pytest.raises(ArgumentError, match=r"the model cannot take X \(samples of shape \(2,\)\)"):
         s.check_accuracy(data["X_val"][:, :2], data["y_val"])
+    with pytest.raises(ArgumentError, match="check_accuracy: batch_size must be an int >= 1, got 0"):
+        s.check_accuracy(data["X_val"], data["y_val"], batch_size=0)  # was: the default, silently
 
 
 def test_an_update_rule_without_a_learning_rate_trains_with_a_schedule():

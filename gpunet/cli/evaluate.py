@@ -93,9 +93,9 @@ def recorded_run(run, checkpoint) -> dict:
             raise ValueError(f"{checkpoint} records an unusable {key} {run[key]!r} in its run information; "
                              "the file was changed after training (pass --data and --batch-size to choose "
                              "the data yourself, or use the file training wrote)")
-    mean, std = run.get("mean"), run.get("std")
-    if (mean is None) != (std is None) or mean is not None and len(mean) != len(std):
-        raise ValueError(f"{checkpoint} records a mean of {len(mean or [])} and a std of {len(std or [])} "
+    mean, std = run.get("mean") or [], run.get("std") or []
+    if len(mean) != len(std):
+        raise ValueError(f"{checkpoint} records a mean of {len(mean)} and a std of {len(std)} "
                          "numbers; they must be given together, one per channel")
     return run
 

@@ -33,13 +33,14 @@ def batchnorm_forward(x, gamma, beta, bn_param):
     _validate.keys(fn, "bn_param", bn_param, _BN_KEYS, {"mode"})
     mode = _validate.mode(fn, "bn_param", bn_param)
     rm, rv = bn_param.get("running_mean"), bn_param.get("running_var")
-    stats = {name: a for name, a in (("bn_param['running_mean']", rm), ("bn_param['running_var']", rv))
-             if a is not None}  # None: not there yet
+    stats = {name: a for name, a in (("running_mean", rm), ("running_var", rv)) if a is not None}  # None: not yet
     xp = _validate.float_inputs(fn, x=x, gamma=gamma, beta=beta, **stats)
     _validate.ndim(fn, "x", x, 2, "(N, D); use spatial_batchnorm_forward for (N, C, H, W)")
     n, d = x.shape
-    for name, a in (("gamma", gamma), ("beta", beta), *stats.items()):
-        _validate.shape(fn, name, a, (d,), "D = x.shape[1]")
+    for name, a in (("gamma", gamma), ("beta", beta), ("bn_param['running_mean']", rm),
+                    ("bn_param['running_var']", rv)):
+        if a is not None:
+            _validate.shape(fn, name, a, (d,), "D = x.shape[1]")
     eps = _eps(fn, "bn_param", bn_param)
     momentum = _validate.real("bn_param['momentum']", bn_param.get("momentum", 0.9), low=0.0, high=1.0, fn=fn)
     rm = zeros((d,), like=x) if rm is None else rm

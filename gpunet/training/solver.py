@@ -379,12 +379,12 @@ class Solver:
             raise ValueError(f"{where} was trained with update rule {rule!r} (a function); "
                              f"pass it as update_rule to resume")
         saved_schedule, mine = meta.get("schedule"), self.schedule.to_config()
-        saved = None if saved_schedule is None else _schedule(saved_schedule)  # checked even if unused
-        if saved is not None and mine is not None and saved.to_config() != mine:
+        recorded = None if saved_schedule is None else _schedule(saved_schedule)  # checked even if unused
+        if recorded is not None and mine is not None and recorded.to_config() != mine:
             if any(k in explicit for k in _SCHEDULE_KEYWORDS):
-                changes.append(("lr_schedule", saved, self.schedule))
+                changes.append(("lr_schedule", recorded, self.schedule))
             else:
-                updates["schedule"] = saved
+                updates["schedule"] = recorded
         if meta.get("num_train") not in (None, self.X_train.shape[0]):
             changes.append(("num_train", meta["num_train"], int(self.X_train.shape[0])))
         if "run_info" not in explicit and meta.get("run") is not None:
