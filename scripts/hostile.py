@@ -2548,21 +2548,20 @@ def environment(**values):
     """Set (None: remove) environment variables for the block, and forget the backend
     choice before and after."""
     old = {k: os.environ.get(k) for k in values}
+    _set_environment(values)
+    try:
+        yield
+    finally:
+        _set_environment(old)
+
+
+def _set_environment(values: dict) -> None:
     for k, v in values.items():
         if v is None:
             os.environ.pop(k, None)
         else:
             os.environ[k] = v
     _reset_for_tests()
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        _reset_for_tests()
 
 
 def ref_backend(name) -> str:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_cli import cli  # (gpunet ARGV in this process: exit code, stdout, stderr)
 
 import gpunet
 from gpunet import layers as L
@@ -282,15 +283,6 @@ def test_asarray_onto_strict_refuses_float16_itself():
 # --- the command line -------------------------------------------------------------------------
 
 
-def _cli(argv, capsys):
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     d = tmp_path_factory.mktemp("cli")
@@ -320,13 +312,13 @@ def test_eval_and_predict_errors_name_the_flag_or_the_file(trained, capsys, argv
     for k, v in subs.items():
         argv = [a.replace(k, str(v)) for a in argv]
         fragment = fragment.replace(k, str(v))
-    code, _, err = _cli(argv, capsys)
+    code, _, err = cli(argv, capsys)
     assert code == status and err.count("\n") == 1 and fragment in err and "--debug" not in err, err
 
 
 def test_predict_of_no_samples_writes_no_labels(trained, capsys):
     np.save(trained / "none.npy", np.ones((0, 64), np.float32))
-    code, out, err = _cli(["predict", trained / "ck_best.npz", trained / "none.npy", "-o", trained / "l.npy"],
+    code, out, err = cli(["predict", trained / "ck_best.npz", trained / "none.npy", "-o", trained / "l.npy"],
                           capsys)
     assert code == 0, err  # was: "cannot reshape array of size 0"
     assert np.load(trained / "l.npy").shape == (0,)
