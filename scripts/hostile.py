@@ -45,16 +45,21 @@ other input did not end well.
 from __future__ import annotations
 
 import argparse
+import atexit
 import collections
 import contextlib
 import copy
 import dataclasses
+import decimal
+import fractions
+import importlib.util
 import io
 import json
 import math
 import os
 import queue
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -1786,7 +1791,8 @@ def _model_call_expectation(name, model, call, X, y, batch, shape, classes, touc
 
 from gpunet.solver import Solver  # noqa: E402
 
-_TMP = Path(tempfile.mkdtemp(prefix="gpunet-hostile-"))
+_TMP = Path(tempfile.mkdtemp(prefix="gpunet-hostile-"))  # the files the families write
+atexit.register(shutil.rmtree, _TMP, True)
 
 
 def solver_data(seed_: int = 0) -> dict:
@@ -2635,8 +2641,8 @@ ODD_OBJECTS = [
     ("a string", "abc"), ("bytes", b"\x00\x01"), ("a dict", {"a": 1}), ("a set", {1, 2}), ("None", None),
     ("an object", _Odd()), ("a ragged list", [[1, 2], [3]]), ("a nested list", [[1.0, 2.0], [3.0, 4.0]]),
     ("a list of floats", [0.5, 1.5]), ("an int", 3), ("a float", 2.5), ("a bool", True), ("complex", 1 + 2j),
-    ("2**70", 2**70), ("a list with 2**70", [1, 2**70]), ("a Fraction", __import__("fractions").Fraction(1, 3)),
-    ("a Decimal", __import__("decimal").Decimal("1.5")), ("a generator", (i for i in range(3))),
+    ("2**70", 2**70), ("a list with 2**70", [1, 2**70]), ("a Fraction", fractions.Fraction(1, 3)),
+    ("a Decimal", decimal.Decimal("1.5")), ("a generator", (i for i in range(3))),
     ("a range", range(4)), ("a list of bools", [True, False]), ("a datetime", np.datetime64("2020-01-01")),
     ("strings array", np.array(["a", "b"])), ("object array of floats", np.array([1.0, 2.0], dtype=object)),
     ("a structured array", np.zeros(2, dtype=[("a", "f4"), ("b", "i4")])), ("a matrix", _MATRIX),
@@ -3098,13 +3104,13 @@ MPI_CASES = [  # (label, rank 0's (flags, env), rank 1's, text the one message m
 
 def _mpiexec() -> str | None:
     local = Path(sys.executable).parent / "mpiexec"
-    return str(local) if local.exists() else __import__("shutil").which("mpiexec")
+    return str(local) if local.exists() else shutil.which("mpiexec")
 
 
 def run_mpi_cases(examples: int, random_seed: int, emit) -> None:
     """A bad setting on one rank of two must end every rank within seconds, with one message."""
     launcher = _mpiexec()
-    if launcher is None or __import__("importlib").util.find_spec("mpi4py") is None:
+    if launcher is None or importlib.util.find_spec("mpi4py") is None:
         return  # no MPI here: nothing to count
     script = _TMP / "mpi_train.py"
     script.write_text(MPI_SCRIPT)
