@@ -17,7 +17,7 @@ from typing import Any, Literal, overload
 
 import numpy as np
 
-from .backend import get_array_module
+from .backend import backend_of, get_array_module
 
 __all__ = [
     "ArgumentError",
@@ -28,11 +28,13 @@ __all__ = [
     "float_inputs",
     "integer",
     "keys",
+    "labels",
     "mode",
     "ndim",
     "pair",
     "probability",
     "real",
+    "samples",
     "seed",
     "shape",
 ]
@@ -123,10 +125,11 @@ def boolean(name: str, value: Any, *, fn: str | None = None) -> bool:
 
 
 def choice(name: str, value: Any, choices: Collection, *, fn: str | None = None) -> Any:
-    """``value`` if it is one of ``choices``."""
+    """``value`` if it is one of ``choices`` (True and False are not 1 and 0 here)."""
+    flag = isinstance(value, (bool, np.bool_))
     try:
-        ok = value in choices
-    except TypeError:  # unhashable value against a set
+        ok = any(value == c and flag == isinstance(c, (bool, np.bool_)) for c in choices)
+    except (TypeError, ValueError):  # e.g. an array compared with a string
         ok = False
     if not ok:
         listed = ", ".join(map(repr, choices))
@@ -178,17 +181,22 @@ def _interval(low, high, low_closed: bool, high_closed: bool, kind) -> str:
 
 
 def float_inputs(fn: str, **arrays):
-    """Namespace of ``arrays`` after checking they are real floating and share one dtype.
-
-    ``None`` values are skipped. Raises :class:`ArgumentError` (dtype) or ``TypeError``
-    (arrays of two backends).
+    """Namespace of ``arrays`` after checking they are arrays (not None, lists or Python
+    numbers), real floating and of one dtype. Raises :class:`ArgumentError` (not an array,
+    dtype) or ``TypeError`` (arrays of two backends).
     """
-    present = {k: a for k, a in arrays.items() if a is not None}
-    xp = get_array_module(*present.values())
+    for name, a in arrays.items():
+        if not _is_array(a) or isinstance(a, (np.matrix, np.ma.MaskedArray)):
+            # (a matrix's * is a matrix product, a masked array's mask would be ignored)
+            raise ArgumentError(
+                f"{fn}: {name} must be a real floating array (float16/32/64), got "
+                f"{type(a).__name__}; convert it with gpunet.asarray({name}, dtype='float32')"
+            )
+    xp = get_array_module(*arrays.values())
     dtypes = {}
-    for name, a in present.items():
-        if not hasattr(a, "dtype") or not xp.isdtype(a.dtype, "real floating"):
-            given = getattr(a, "dtype", type(a).__name__)
+    for name, a in arrays.items():
+        if not xp.isdtype(a.dtype, "real floating"):
+            given = a.dtype
             raise ArgumentError(
                 f"{fn}: {name} must be a real floating array (float16/32/64), got {given}; "
                 f"convert it with gpunet.asarray({name}, dtype='float32')"
@@ -203,8 +211,35 @@ def float_inputs(fn: str, **arrays):
     return xp
 
 
+def _is_array(a) -> bool:
+    """An array of a known backend (or a NumPy scalar, which acts as a 0-d array)."""
+    try:
+        backend_of(a)
+    except TypeError:
+        return False
+    return hasattr(a, "dtype") and hasattr(a, "shape")
+
+
 def _short(dtype) -> str:
     return str(dtype).rsplit(".", 1)[-1]
+
+
+def samples(fn: str, name: str, X) -> None:
+    """``X`` is an array of samples (N, ...) (at least one dimension; its values are not read)."""
+    if not _is_array(X) or X.ndim < 1:
+        raise ArgumentError(f"{fn}: {name} must be an array of samples (N, ...), got "
+                            f"{getattr(X, 'shape', type(X).__name__)}")
+
+
+def labels(fn: str, name: str, y, n: int) -> None:
+    """``y`` is an integer array of class labels of shape (n,) (its values are not read)."""
+    if not _is_array(y) or not get_array_module(y).isdtype(y.dtype, "integral"):
+        given = getattr(y, "dtype", type(y).__name__)
+        raise ArgumentError(
+            f"{fn}: {name} must be an integer array of class labels, got {given}; convert it with "
+            f"{name}.astype('int64') if the values are whole numbers"
+        )
+    shape(fn, name, y, (n,), "one label per sample")
 
 
 def ndim(fn: str, name: str, a, expected: int, meaning: str = "") -> None:

@@ -136,6 +136,16 @@ def save_npz_atomic(path, arrays: dict, meta: dict | None = None) -> Path:
     return path
 
 
+def try_directory(directory) -> Path:
+    """Make ``directory`` (with its parents) and write a temporary file in it: an ``OSError``
+    now instead of after the first epoch. Returns the directory."""
+    directory = Path(directory) if str(directory) else Path(".")
+    directory.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=directory):
+        pass
+    return directory
+
+
 def _new_file_mode(path: Path) -> int:
     """The mode ``open(path, "wb")`` would leave: the existing file's, else 0o666 minus the
     umask."""
@@ -216,7 +226,7 @@ def load_npz(path) -> tuple[dict[str, np.ndarray], dict]:
     where = f"checkpoint {str(path)!r}"
     if not path.is_file():
         what = "is a directory" if path.is_dir() else "does not exist"
-        raise FileNotFoundError(f"{where} {what}")
+        raise FileNotFoundError(f"{where} {what}; give the path of a checkpoint file (.npz)")
     try:
         with zipfile.ZipFile(path) as z:
             arrays = {}

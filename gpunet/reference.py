@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _validate
+from .backend.geometry import check_elements
 from .backend.namespace import from_host, to_numpy
 
 __all__ = [
@@ -28,12 +29,13 @@ __all__ = [
 ]
 
 
-def _out_size(fn: str, axis: str, size: int, k: int, stride: int, pad: int, dilation: int = 1) -> int:
+def _out_size(fn: str, window: str, axis: str, size: int, k: int, stride: int, pad: int,
+              dilation: int = 1) -> int:
     span = dilation * (k - 1) + 1
     if size + 2 * pad < span:
         raise _validate.ArgumentError(
-            f"{fn}: the window spans {span} {axis} positions but the padded input has only "
-            f"{size + 2 * pad} (size {size} + 2*pad {pad}); use a smaller window or more padding"
+            f"{fn}: the window ({window} = {k}) spans {span} {axis} positions but the padded input "
+            f"x has only {size + 2 * pad} (size {size} + 2*pad {pad}); use a smaller window or more padding"
         )
     return (size + 2 * pad - span) // stride + 1
 
@@ -65,8 +67,17 @@ def _conv_geometry(fn: str, x, w, b, conv_param):
             f"{fn}: stride and dilation must be >= 1 and pad >= 0, got stride={stride}, "
             f"pad={pad}, dilation={dilation}"
         )
-    out_h = _out_size(fn, "height", x.shape[2], w.shape[2], stride[0], pad[0], dilation[0])
-    out_w = _out_size(fn, "width", x.shape[3], w.shape[3], stride[1], pad[1], dilation[1])
+    if min(w.shape[2:]) < 1:
+        raise _validate.ArgumentError(f"{fn}: w must have a non-empty kernel (F, C, HH, WW), got "
+                                      f"w.shape = {tuple(w.shape)}")
+    out_h = _out_size(fn, "w.shape[2]", "height", x.shape[2], w.shape[2], stride[0], pad[0], dilation[0])
+    out_w = _out_size(fn, "w.shape[3]", "width", x.shape[3], w.shape[3], stride[1], pad[1], dilation[1])
+    n, c, h, wd = x.shape
+    try:
+        check_elements("the padded input", (n, c, h + 2 * pad[0], wd + 2 * pad[1]))
+        check_elements("the output", (n, w.shape[0], out_h, out_w))
+    except ValueError as exc:
+        raise _validate.ArgumentError(f"{fn}: {exc}") from None
     return stride, pad, dilation, (out_h, out_w)
 
 
@@ -128,8 +139,8 @@ def _pool_geometry(fn: str, x, pool_param):
     sh, sw = _validate.pair(fn, "pool_param['stride']", pool_param.get("stride", (kh, kw)))
     if min(sh, sw) < 1:
         raise _validate.ArgumentError(f"{fn}: pool_param['stride'] must be >= 1, got {(sh, sw)}")
-    oh = _out_size(fn, "height", x.shape[2], kh, sh, 0)
-    ow = _out_size(fn, "width", x.shape[3], kw, sw, 0)
+    oh = _out_size(fn, "pool_param['pool_height']", "height", x.shape[2], kh, sh, 0)
+    ow = _out_size(fn, "pool_param['pool_width']", "width", x.shape[3], kw, sw, 0)
     return kh, kw, sh, sw, oh, ow
 
 

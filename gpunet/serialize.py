@@ -26,7 +26,8 @@ import numpy as np
 from ._validate import choice
 from .backend.namespace import from_host
 from .backend.ops import host_dtype
-from .checkpoint import load_npz, save_npz_atomic
+from .checkpoint import CheckpointError, load_npz, save_npz_atomic
+from .init import parameter_budget
 
 __all__ = ["Rebuildable", "build_model", "load_model", "model_spec", "save_model"]
 
@@ -203,25 +204,27 @@ def load_model(path: str | PathLike, which: str = "best", *, model=None):
     where = f"{str(path)!r}"
     kind = meta.get("kind")
     if kind not in ("solver", "model"):
-        raise ValueError(f"{where} holds no model (kind {kind!r}); expected a Solver checkpoint "
+        raise CheckpointError(f"{where} holds no model (kind {kind!r}); expected a Solver checkpoint "
                          "or a file written by model.save(path)")
     prefixes = _CURRENT
     if kind == "solver" and which == "best":
         if not any(k.startswith(_BEST[0]) for k in arrays):
-            raise ValueError(f"{where} has no best parameters yet (no epoch was evaluated before "
+            raise CheckpointError(f"{where} has no best parameters yet (no epoch was evaluated before "
                              "it was written); load the current ones with which='last'")
         prefixes = _BEST
     if model is None:
         spec = meta.get("model")
         if spec is None:
-            raise ValueError(
+            raise CheckpointError(
                 f"{where} does not describe its model (it was not built by a gpunet constructor, "
                 "or the file predates model descriptions); build the model as for training and "
                 "pass it: gpunet.load_model(path, model=MyModel(...))")
+        held = sum(a.size for a in arrays.values())
         try:
-            model = build_model(spec)
+            with parameter_budget(held, f"the {held} numbers the file holds"):
+                model = build_model(spec)
         except ValueError as exc:
-            raise ValueError(f"{where}: {exc}") from exc
+            raise CheckpointError(f"{where}: {exc}") from exc
     _fill(model, arrays, prefixes, where)
     return model
 
@@ -241,13 +244,13 @@ def _fill(model, arrays: dict, prefixes: tuple[str, str], where: str) -> None:
 def _placed(table, arrays: dict, prefix: str, what: str, model, where: str) -> dict:
     saved = {k[len(prefix):]: a for k, a in arrays.items() if k.startswith(prefix)}
     if set(saved) != set(table):
-        raise ValueError(f"{where} holds {what} {sorted(saved)}, the {type(model).__name__} has "
+        raise CheckpointError(f"{where} holds {what} {sorted(saved)}, the {type(model).__name__} has "
                          f"{sorted(table)}; build the model with the sizes used for training")
     placed = {}
     for name, like in table.items():
         host = saved[name]
         if host.shape != tuple(like.shape) or host.dtype != host_dtype(like.dtype):
-            raise ValueError(
+            raise CheckpointError(
                 f"{where}: {what[:-1]} {name!r} has shape {host.shape} and dtype {host.dtype}, the "
                 f"{type(model).__name__} has {tuple(like.shape)} and {host_dtype(like.dtype)}; build "
                 "the model with the sizes and dtype used for training")

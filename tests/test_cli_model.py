@@ -133,7 +133,7 @@ def test_eval_and_predict_errors(breast_cancer_run, tmp_path, capsys):
         (["eval", str(digits_model)], ("does not record its dataset (it was written without run information); "
                                        "name it with --data NAME")),
         (["eval", str(digits_model), "--data", "breast-cancer"],
-         "the model does not take breast-cancer samples of shape (30,)"),
+         "the model does not take --data breast-cancer samples of shape (30,)"),
         (["eval", str(path), "--batch-size", "0"], "--batch-size must be >= 1, got 0"),
         (["eval", str(path), "--which", "first"], "invalid choice: 'first'"),
         (["predict", str(path), str(tmp_path / "wrong.npy"), "-o", out],

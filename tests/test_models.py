@@ -142,7 +142,7 @@ def test_param_dict_writes_through_to_the_layer():
 @pytest.mark.parametrize("value,message", [
     (np.zeros((3, 2), np.float64), r"params: 0.W must have dtype float32 \(the dtype of the array it replaces\), got float64"),
     (np.zeros((3, 2), np.int32), "0.W must be a real floating array"),
-    ([[0.0, 0.0]] * 3, "expected a NumPy, CuPy or array_api_strict array"),
+    ([[0.0, 0.0]] * 3, "0.W must be a real floating array .* got list"),
     (0.0, "0.W must be a real floating array"),
 ])
 def test_param_dict_refuses_another_dtype_or_a_non_array_and_keeps_the_model(value, message):
@@ -206,7 +206,7 @@ def test_model_argument_errors():
         FullyConnectedNet([3], dropout_keep_ratio=0)
     with pytest.raises(ValueError, match="activation must be"):
         TwoLayerNet(activation="gelu")
-    with pytest.raises(ValueError, match="must be even"):
+    with pytest.raises(ValueError, match="even height and width"):
         ThreeLayerConvNet(input_dim=(3, 31, 32))
     with pytest.raises(ValueError, match="reg must be"):
         TwoLayerNet(reg=-1)
@@ -297,7 +297,8 @@ def test_assigning_another_backend_is_refused_unless_moving_there():
     (lambda: TwoLayerNet(input_dim=0), "input_dim must be an int >= 1, got 0"),
     (lambda: TwoLayerNet(hidden_dim=3.0), "hidden_dim must be an int >= 1, got 3.0"),
     (lambda: TwoLayerNet(reg=float("nan")), "reg must be a finite number >= 0.0, got nan"),
-    (lambda: TwoLayerNet(dtype="int32"), "dtype must be a floating dtype such as 'float32', got 'int32'"),
+    (lambda: TwoLayerNet(dtype="int32"),
+     "TwoLayerNet: dtype must be a floating dtype ('float16', 'float32', 'float64'), got 'int32'"),
     (lambda: ThreeLayerConvNet(input_dim=(3, 32)), "input_dim must be (C, H, W)"),
     (lambda: ThreeLayerConvNet(num_filters=0), "num_filters must be an int >= 1, got 0"),
     (lambda: LogisticClassifier(0), "num_features must be an int >= 1, got 0"),

@@ -108,7 +108,7 @@ def test_cs231n_naive_names_are_the_reference_loops():
 @pytest.mark.parametrize("call,fragment", [
     (lambda x, w, b: R.conv_forward_naive(x, w, b, {"stride": 0}), "stride and dilation must be >= 1"),
     (lambda x, w, b: R.conv_forward_naive(x, w, b, {"pad": -1}), "pad >= 0"),
-    (lambda x, w, b: R.conv_forward_naive(x, w, b, {"dilation": 9}), "the window spans 19 height positions"),
+    (lambda x, w, b: R.conv_forward_naive(x, w, b, {"dilation": 9}), "the window (w.shape[2] = 3) spans 19 height positions"),
     (lambda x, w, b: R.conv_forward_naive(x, w, b, {"strides": 1}), "unknown conv_param key(s) ['strides']"),
     (lambda x, w, b: R.conv_forward_naive(x, w[:, :1, ...], b, {}), "with C = 2 channels of x"),
     (lambda x, w, b: R.conv_forward_naive(x, w, b[:1], {}), "b must have shape (3,)"),
@@ -116,7 +116,8 @@ def test_cs231n_naive_names_are_the_reference_loops():
     (lambda x, w, b: R.max_pool_forward_naive(x, {"pool_height": 2.5, "pool_width": 2}),
      "pool_param['pool_height'] must be an int >= 1"),
     (lambda x, w, b: R.avg_pool_forward_naive(x, {"pool_height": 9, "pool_width": 2}),
-     "the window spans 9 height positions but the padded input has only 6"),
+     "the window (pool_param['pool_height'] = 9) spans 9 height positions but the padded input x "
+     "has only 6"),
 ])
 def test_errors_name_the_argument(call, fragment, put):
     x, w, b = (put(a) for a in _conv_case((1, 2, 6, 6), (3, 3, 3)))

@@ -8,7 +8,19 @@ A leaf module (it imports nothing from gpunet), so the CUDA kernels can use it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+
+#: The most elements an array may have: 8-byte elements fill NumPy's signed 64-bit byte count.
+MAX_ELEMENTS = 2**60
+
+
+def check_elements(what: str, shape: tuple) -> None:
+    """Refuse an array no machine could allocate (more than :data:`MAX_ELEMENTS` elements)."""
+    n = math.prod(shape)
+    if n > MAX_ELEMENTS:
+        raise ValueError(f"{what} would have shape {shape}: {n:.3g} elements, more than any array "
+                         "can hold; use a smaller pad (or kernel, stride, dilation)")
 
 
 def conv_output_size(size: int, k: int, stride: int = 1, pad: int = 0, dilation: int = 1) -> int:
@@ -66,6 +78,8 @@ class ConvGeometry:
                     f"the {axis} is too small: size {size} + 2*pad {p} = {size + 2 * p} < {extent}, the extent "
                     f"of kernel {k} with dilation {d}; pad more or use a smaller kernel")
             out.append(conv_output_size(size, k, s, p, d))
+        check_elements("the padded input", x_shape[:2] + (x_shape[2] + 2 * pad[0], x_shape[3] + 2 * pad[1]))
+        check_elements("the output", (x_shape[0], w_shape[0], *out))
         for name, value in (("x_shape", x_shape), ("w_shape", w_shape), ("stride", stride), ("pad", pad),
                             ("dilation", dilation), ("out_hw", tuple(out))):
             object.__setattr__(self, name, value)
@@ -105,7 +119,7 @@ class PoolGeometry:
                              f"window {kernel}, stride {stride}")
         for axis, size, k in zip(("height", "width"), x_shape[2:], kernel):
             if size < k:
-                raise ValueError(f"the {axis} {size} of x is smaller than the window {k}; "
+                raise ValueError(f"the {axis} {size} of x is smaller than the window {k} (pool_{axis}); "
                                  "use a smaller window or a larger input")
         out_hw = tuple(conv_output_size(size, k, s) for size, k, s in zip(x_shape[2:], kernel, stride))
         for name, value in (("x_shape", x_shape), ("kernel", kernel), ("stride", stride), ("out_hw", out_hw)):

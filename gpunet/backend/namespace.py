@@ -4,6 +4,7 @@ new arrays next to existing ones (same namespace, same device)."""
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Mapping
 from numbers import Number
 from typing import Any
@@ -144,10 +145,48 @@ def to_backend(arrays: Mapping[str, Any], backend: str) -> dict[str, Any]:
         return {name: asarray(a) for name, a in arrays.items()}
 
 
+_NUMBERS = "biufc"  # NumPy dtype kinds of numbers: bool, int, uint, float, complex
+
+
+def _number_dtype(dtype, target: str) -> np.dtype:
+    """``dtype`` as a NumPy dtype of numbers that backend ``target`` has (a TypeError if not)."""
+    try:
+        found = np.dtype(dtype)
+    except (TypeError, ValueError):
+        found = None
+    if found is None or found.kind not in _NUMBERS or (target == "strict" and found.name == "float16"):
+        raise TypeError(f"asarray: dtype must be a numeric dtype (bool, int, uint, float, complex) of the "
+                        f"{target} backend, such as 'float32', got {dtype!r}")
+    return found
+
+
+def _host_numbers(x, dtype):
+    """Python data, a NumPy scalar or array ``x`` as a NumPy array of numbers (a TypeError
+    naming what ``x`` is if it does not hold numbers, or would lose an imaginary part)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", np.exceptions.ComplexWarning)
+            host = to_numpy(x, dtype)
+    except (TypeError, ValueError, OverflowError, np.exceptions.ComplexWarning) as exc:
+        raise TypeError(f"asarray: x must be numbers (a number, nested lists of numbers or an array), "
+                        f"got {type(x).__name__} ({exc}); convert it first") from None
+    if host.dtype.kind not in _NUMBERS:
+        raise TypeError(f"asarray: x must hold numbers (bool, int, float or complex), got {type(x).__name__} "
+                        f"of dtype {host.dtype}; convert it first")
+    return host
+
+
 def asarray(x, dtype=None):
-    """``x`` as an array of the current backend (see :func:`gpunet.use_backend`)."""
+    """``x`` (numbers: a number, nested lists of them or an array) as an array of the current
+    backend (see :func:`gpunet.use_backend`); anything else is a ``TypeError`` saying what ``x`` is."""
     target = get_backend()
     source = _family(x)
+    if dtype is not None:
+        dtype = _number_dtype(dtype, target)
+    if source in (None, "numpy"):  # Python data or NumPy: checked numbers on the host first
+        x, source = _host_numbers(x, dtype), "numpy"
+        if target == "strict" and x.dtype == np.float16:
+            raise TypeError("asarray: the strict backend has no float16; convert x to float32 first")
     if target == "numpy":
         return to_numpy(x, dtype)
     xp = namespace(target)

@@ -12,9 +12,11 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from pathlib import Path
 
 import numpy as np
 
+from .errors import UsageError
 from .evaluate import add_model_arguments, check_input, load
 
 
@@ -38,7 +40,7 @@ def read_samples(path: str) -> np.ndarray:
                          "numpy.save(path, X.astype(numpy.float32))") from None
     if not isinstance(X, np.ndarray):
         X.close()
-        raise TypeError(f"{path} is an .npz archive; INPUT must be one array saved with numpy.save")
+        raise ValueError(f"{path} is an .npz archive; INPUT must be one array saved with numpy.save")
     if X.dtype.kind not in "biuf" or X.ndim < 1:
         raise ValueError(f"{path} holds a {X.dtype} array of shape {X.shape}; expected numbers, "
                          "one sample per row (N, ...)")
@@ -56,16 +58,25 @@ def prepare(X: np.ndarray, run: dict, path: str) -> np.ndarray:
     X = X.reshape((len(X), *shape))
     if run.get("mean") is not None:
         mean, std = (np.asarray(run[k], dtype=np.float32)[:, None] for k in ("mean", "std"))
-        channels = X.reshape(len(X), len(mean), -1)  # channel-major, flat samples included
+        if math.prod(shape) % len(mean):
+            raise ValueError(f"the checkpoint records a mean of {len(mean)} channels for samples of shape "
+                             f"{shape}; they do not fit (the file was changed after training)")
+        channels = X.reshape(len(X), len(mean), math.prod(shape) // len(mean))  # channel-major
         X = ((channels - mean) / std).reshape(X.shape)
     return X
 
 
 def run(args) -> int:
     """Write the predicted labels of INPUT to OUT."""
+    from .train import writable
+
+    out = Path(args.output)
+    if out.is_dir():
+        raise UsageError(f"-o {args.output} is a directory; give a file name such as {out / 'labels.npy'}")
+    writable(out.parent, "-o", args.output, create=False)
     model, meta = load(args)
     X = read_samples(args.input)
-    run_info = meta.get("run") or {}
+    run_info = meta["run"]
     if "sample_shape" in run_info:
         X = prepare(X, run_info, args.input)
     else:

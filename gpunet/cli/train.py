@@ -13,7 +13,6 @@ import argparse
 import os
 import re
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -220,7 +219,7 @@ def check_paths(args) -> None:
         if prefix.is_dir():
             raise UsageError(f"--checkpoint {args.checkpoint} is a directory; give a file "
                              f"prefix inside it, e.g. {prefix / 'run'}")
-        _writable(prefix.parent, "--checkpoint", args.checkpoint, create=True)
+        writable(prefix.parent, "--checkpoint", args.checkpoint, create=True)
     if args.plot is not None:
         path = png_path(args.plot)
         try:
@@ -231,19 +230,20 @@ def check_paths(args) -> None:
         if path.suffix[1:].lower() not in kinds:
             raise UsageError(f"--plot {args.plot}: cannot write {path.suffix!r} files; use one "
                              f"of {', '.join('.' + k for k in sorted(kinds))}")
-        _writable(path.parent, "--plot", args.plot, create=False)
+        writable(path.parent, "--plot", args.plot, create=False)
         args.plot = str(path)
 
 
-def _writable(directory: Path, flag: str, value: str, create: bool) -> None:
+def writable(directory: Path, flag: str, value: str, create: bool) -> None:
+    """A UsageError naming ``flag value`` unless a file can be written in ``directory``
+    (made first with ``create``, else it must exist)."""
+    from ..checkpoint import try_directory
+
     directory = directory if str(directory) else Path(".")
+    if not create and not directory.is_dir():
+        raise UsageError(f"{flag} {value}: the directory {directory} does not exist")
     try:
-        if create:
-            directory.mkdir(parents=True, exist_ok=True)
-        elif not directory.is_dir():
-            raise UsageError(f"{flag} {value}: the directory {directory} does not exist")
-        with tempfile.TemporaryFile(dir=directory):
-            pass
+        try_directory(directory)
     except OSError as exc:
         raise UsageError(f"{flag} {value}: cannot write in {directory} "
                          f"({exc.strerror or exc})") from None
@@ -349,8 +349,6 @@ def _read_resume(path: str):
 
 def run(args) -> int:
     """Train as ``args`` say; print the test accuracy (rank 0)."""
-    from .. import data
-    from ..backend.info import device_summary
     from ..solver import Solver
     from ..training.callbacks import TrainingInterrupted
 
@@ -378,39 +376,18 @@ def run(args) -> int:
     root = comm is None or comm.rank == 0
     args.prints_errors = root
     say = print if root and not args.quiet else (lambda *a: None)
-    backend, why = choose_backend(args)
-    if comm is not None and backend == "cupy":
-        from ..distributed import use_local_device
-
-        use_local_device(comm)  # one GPU per process on each machine
-    say(f"backend: {backend} on {device_summary(backend)}{why}")
-
-    started = time.perf_counter()
-    kwargs = {"val": VAL, **({"test": TEST} if args.data in _SHIPPED else {})}
+    error = None
     try:
-        ds = data.load_dataset(args.data, args.data_path, seed=args.seed,
-                               flatten=args.model != "cnn", **kwargs)
-    except data.DatasetNotFoundError as exc:
-        raise UsageError(f"--data {args.data}: {_one_line(exc)}") from None
-    found = getattr(ds, "source", None)  # where the files were found
-    say(f"data: {ds.name}{f' from {found}' if found else ''}: {len(ds.y_train)} "
-        f"train / {len(ds.y_val)} val / {len(ds.y_test)} test samples of shape "
-        f"{ds.sample_shape}, {ds.num_classes} classes ({time.perf_counter() - started:.1f} s "
-        "to load)")
+        ds, model = _set_up(args, comm, say)
+    except Exception as exc:  # noqa: BLE001 - agreed on below, then raised
+        error = exc
+    if comm is not None:  # a failure on any rank ends every rank; rank 0 says why
+        from ..training.parallel import make_parallel
 
+        make_parallel(comm).agree(error, "set up the run")
+    if error is not None:
+        raise error
     size = comm.size if comm is not None else 1
-    if comm is not None:
-        n = len(ds.y_train)
-        say(f"distributed: {size} process(es) over MPI; batch size {args.batch_size} per "
-            f"process, {args.batch_size * size} per step; {n - n % size} of {n} training "
-            "samples per epoch")
-        if size > 1 and root and "mpi4py.run" not in sys.modules:
-            print("warning: not started with `python -m mpi4py`: if one process fails, the "
-                  "others may wait forever; launch as `mpiexec -n N python -m mpi4py -m gpunet "
-                  "train --distributed`", file=sys.stderr)
-    model = _build_model(args, ds)
-    say(f"model: {type(model).__name__}, {sum(int(p.size) for p in model.params.values()):,} "
-        f"parameters, {args.dtype}")
     keywords = dict(
         update_rule=("optimizer", args.optimizer),
         optim_config=("lr", {"learning_rate": args.lr}),
@@ -460,6 +437,48 @@ def run(args) -> int:
     if root:
         print(f"test accuracy: {accuracy:.4f}")
     return 0
+
+
+def _set_up(args, comm, say):
+    """The backend, the data and the model of the run: ``(dataset, model)``."""
+    from .. import data
+    from ..backend.info import device_summary
+
+    root = comm is None or comm.rank == 0
+    backend, why = choose_backend(args)
+    if comm is not None and backend == "cupy":
+        from ..distributed import use_local_device
+
+        use_local_device(comm)  # one GPU per process on each machine
+    say(f"backend: {backend} on {device_summary(backend)}{why}")
+
+    started = time.perf_counter()
+    kwargs = {"val": VAL, **({"test": TEST} if args.data in _SHIPPED else {})}
+    try:
+        ds = data.load_dataset(args.data, args.data_path, seed=args.seed,
+                               flatten=args.model != "cnn", **kwargs)
+    except data.DatasetNotFoundError as exc:
+        raise UsageError(f"--data {args.data}: {_one_line(exc)}") from None
+    found = getattr(ds, "source", None)  # where the files were found
+    say(f"data: {ds.name}{f' from {found}' if found else ''}: {len(ds.y_train)} "
+        f"train / {len(ds.y_val)} val / {len(ds.y_test)} test samples of shape "
+        f"{ds.sample_shape}, {ds.num_classes} classes ({time.perf_counter() - started:.1f} s "
+        "to load)")
+
+    size = comm.size if comm is not None else 1
+    if comm is not None:
+        n = len(ds.y_train)
+        say(f"distributed: {size} process(es) over MPI; batch size {args.batch_size} per "
+            f"process, {args.batch_size * size} per step; {n - n % size} of {n} training "
+            "samples per epoch")
+        if size > 1 and root and "mpi4py.run" not in sys.modules:
+            print("warning: not started with `python -m mpi4py`: if one process fails, the "
+                  "others may wait forever; launch as `mpiexec -n N python -m mpi4py -m gpunet "
+                  "train --distributed`", file=sys.stderr)
+    model = _build_model(args, ds)
+    say(f"model: {type(model).__name__}, {sum(int(p.size) for p in model.params.values()):,} "
+        f"parameters, {args.dtype}")
+    return ds, model
 
 
 def _one_line(exc) -> str:

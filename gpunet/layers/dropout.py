@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..backend import get_ops
+from ..backend.ops import host_dtype
 from .. import _validate
 
 _KEYS = {"p", "mode", "seed", "rng"}
@@ -23,9 +24,9 @@ def dropout_forward(x, dropout_param):
     fn = "dropout_forward"
     _validate.keys(fn, "dropout_param", dropout_param, _KEYS, {"p", "mode"})
     mode = _validate.mode(fn, "dropout_param", dropout_param)
-    p = _validate.probability("dropout_param['p'] (the keep probability)", dropout_param["p"], fn=fn)
     source = _mask_source(fn, dropout_param)
     xp = _validate.float_inputs(fn, x=x)
+    p = keep_probability(fn, "dropout_param['p'] (the keep probability)", dropout_param["p"], x.dtype)
     if mode == "test" or p == 1:
         return x, (dropout_param, None)
     u = get_ops(xp).uniform(tuple(x.shape), like=x, seed=source)
@@ -33,24 +34,36 @@ def dropout_forward(x, dropout_param):
     return x * mask, (dropout_param, mask)
 
 
+def keep_probability(fn: str, name: str, p, dtype) -> float:
+    """``p`` as a keep probability in (0, 1] whose scale 1/p of the kept units is finite in
+    ``dtype`` (float16/32/64; 1e-300 is not a float32 keep probability)."""
+    p = _validate.probability(name, p, fn=fn)
+    biggest = float(np.finfo(host_dtype(dtype)).max)
+    if 1 / p > biggest:
+        raise _validate.ArgumentError(f"{fn}: {name} = {p:g} is too small for {host_dtype(dtype).name} "
+                                      f"(1/p overflows); use p >= {1 / biggest:.3g}")
+    return p
+
+
 def _mask_source(fn: str, dropout_param):
-    """The seed or Generator the mask is drawn from (None: fresh entropy)."""
-    if "seed" in dropout_param:
-        return _validate.integer("dropout_param['seed']", dropout_param["seed"], low=0, fn=fn)
+    """The seed or Generator the mask is drawn from (None: fresh entropy); both are checked."""
     rng = dropout_param.get("rng")
     if rng is not None and not isinstance(rng, np.random.Generator):
         raise _validate.ArgumentError(
             f"{fn}: dropout_param['rng'] must be a numpy.random.Generator, got {rng!r}; for the "
             "same mask on every call use dropout_param['seed'] instead"
         )
+    if "seed" in dropout_param:
+        return _validate.integer("dropout_param['seed']", dropout_param["seed"], low=0, fn=fn)
     return rng
 
 
 def dropout_backward(dout, cache):
     """dx = dout * mask (training) or dout (test mode)."""
     _, mask = cache
-    _validate.float_inputs("dropout_backward", dout=dout)
     if mask is None:
+        _validate.float_inputs("dropout_backward", dout=dout)
         return dout
+    _validate.float_inputs("dropout_backward", dout=dout, x=mask)  # the mask is x's dtype and backend
     _validate.shape("dropout_backward", "dout", dout, mask.shape, "the shape of x")
     return dout * mask

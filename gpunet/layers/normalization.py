@@ -33,7 +33,8 @@ def batchnorm_forward(x, gamma, beta, bn_param):
     _validate.keys(fn, "bn_param", bn_param, _BN_KEYS, {"mode"})
     mode = _validate.mode(fn, "bn_param", bn_param)
     rm, rv = bn_param.get("running_mean"), bn_param.get("running_var")
-    xp = _validate.float_inputs(fn, x=x, gamma=gamma, beta=beta, running_mean=rm, running_var=rv)
+    stats = {name: a for name, a in (("running_mean", rm), ("running_var", rv)) if a is not None}  # None: not yet
+    xp = _validate.float_inputs(fn, x=x, gamma=gamma, beta=beta, **stats)
     _validate.ndim(fn, "x", x, 2, "(N, D); use spatial_batchnorm_forward for (N, C, H, W)")
     n, d = x.shape
     for name, a in (("gamma", gamma), ("beta", beta), ("bn_param['running_mean']", rm),

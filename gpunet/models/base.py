@@ -25,7 +25,7 @@ from ..backend.namespace import (
 )
 from ..backend.ops import host_dtype
 from ..data.batches import rows
-from ..init import as_rng, weight_std
+from ..init import as_rng, check_shape, weight_std
 from ..serialize import Rebuildable, save_model
 
 
@@ -128,13 +128,7 @@ class Model(Rebuildable):
 
     def __init__(self, reg: float, dtype, seed):
         self.reg = _validate.real("reg", reg, low=0.0, fn=type(self).__name__)
-        try:
-            self.dtype = np.dtype(dtype)
-        except TypeError:
-            self.dtype = None
-        if self.dtype is None or self.dtype.kind != "f":
-            raise _validate.ArgumentError(
-                f"{type(self).__name__}: dtype must be a floating dtype such as 'float32', got {dtype!r}")
+        self.dtype = _validate.float_dtype("dtype", dtype, fn=type(self).__name__)
         self.rng = as_rng(_validate.seed("seed", seed))
         self.params = {}
 
@@ -159,7 +153,9 @@ class Model(Rebuildable):
 
     def _weight(self, shape, weight_scale, fan_in: int, fan_out: int):
         """N(0, std^2) weights: std = weight_scale (a number, as CS231n) or "he" / "xavier"."""
-        return self._new(self._standard_normal(shape) * weight_std(weight_scale, fan_in, fan_out))
+        fn = type(self).__name__
+        std = weight_std(weight_scale, fan_in, fan_out, name="weight_scale", fn=fn)
+        return self._new(self._standard_normal(check_shape(shape, fn)) * std)
 
     def _standard_normal(self, shape) -> np.ndarray:
         """Host float64 N(0, 1) draws for the initial weights (from ``self.rng``)."""
@@ -167,7 +163,16 @@ class Model(Rebuildable):
 
     def _input(self, X):
         """X in the model's dtype (CS231n's ``X.astype(self.dtype)``), without a copy when it already is."""
-        xp = get_array_module(X, next(iter(self.params.values())))
+        try:
+            is_array = backend_of(X) is not None
+        except TypeError:
+            is_array = False
+        xp = get_array_module(X, next(iter(self.params.values()))) if is_array else None
+        if xp is None or not xp.isdtype(X.dtype, ("bool", "integral", "real floating")):
+            given = getattr(X, "dtype", type(X).__name__)
+            raise _validate.ArgumentError(
+                f"{type(self).__name__}: X must be an array of samples (N, ...) of real numbers, got "
+                f"{given}; convert it with gpunet.asarray(X, dtype='{self.dtype}')")
         dtype = xp_dtype(xp, self.dtype)
         return X if X.dtype == dtype else xp.astype(X, dtype)
 

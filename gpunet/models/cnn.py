@@ -29,9 +29,12 @@ class ThreeLayerConvNet(Model):
             **{"input_dim[0]": input_dim[0], "input_dim[1]": input_dim[1], "input_dim[2]": input_dim[2]},
             num_filters=num_filters, filter_size=filter_size, hidden_dim=hidden_dim, num_classes=num_classes)
         if filter_size % 2 == 0:
-            raise ValueError(f"filter_size must be odd so padding keeps the size, got {filter_size}")
+            raise _validate.ArgumentError(
+                f"ThreeLayerConvNet: filter_size must be odd so padding keeps the size, got {filter_size}")
         if h % 2 or w % 2:
-            raise ValueError(f"input height and width must be even for the 2x2 pool, got {h}x{w}")
+            raise _validate.ArgumentError(
+                f"ThreeLayerConvNet: input_dim (C, H, W) must have an even height and width for the 2x2 "
+                f"pool, got {h}x{w}")
         fan_conv = c * filter_size * filter_size
         flat = num_filters * (h // 2) * (w // 2)
         self.conv_param = {"stride": 1, "pad": (filter_size - 1) // 2}

@@ -6,6 +6,7 @@ import numpy as np
 
 from .. import _validate
 from .. import layers as L
+from ..layers.dropout import keep_probability
 from ..losses import softmax_loss
 from .base import Model
 
@@ -79,7 +80,7 @@ class FullyConnectedNet(Model):
         hidden_dims = self._sizes(**{f"hidden_dims[{i}]": d for i, d in enumerate(hidden_dims)})
         input_dim, num_classes = self._sizes(input_dim=input_dim, num_classes=num_classes)
         self.normalization = _validate.choice("normalization", normalization, (None, "batchnorm", "layernorm"), fn=fn)
-        keep = _validate.probability("dropout_keep_ratio (the keep probability)", dropout_keep_ratio, fn=fn)
+        keep = keep_probability(fn, "dropout_keep_ratio (the keep probability)", dropout_keep_ratio, self.dtype)
         self.use_dropout = keep != 1
         self.num_layers = len(hidden_dims) + 1
         self.reg_names = tuple(f"W{i}" for i in range(1, self.num_layers + 1))

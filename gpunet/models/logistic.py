@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import _validate
 from .. import layers as L
 from ..backend import get_array_module
 from ..losses import bce_with_logits_loss
@@ -41,8 +42,8 @@ class LogisticClassifier(Model):
         if y is None:
             p, _ = L.sigmoid_forward(z)
             return xp.concat([1 - p, p], axis=1)
-        if y.ndim != 1 or y.shape[0] != X.shape[0]:
-            raise ValueError(f"LogisticClassifier.loss: y must have shape ({X.shape[0]},), got {tuple(y.shape)}")
+        _validate.labels("LogisticClassifier.loss", "y", y, X.shape[0])
+        xp = get_array_module(z, y)  # arrays of two backends: the TypeError naming both
         target = xp.reshape(xp.astype(y, z.dtype), z.shape)
         loss, dz = bce_with_logits_loss(z, target)
         grads = {}

@@ -236,10 +236,10 @@ class Progress(Callback):
         now = time.perf_counter()
         line = self._line(now, done=True)
         line += f"  train_acc {train_acc:.4f}  val_acc {val_acc:.4f}  val_loss {val_loss:.4f}"
-        if solver.schedule.to_config() not in ({"type": "Constant"},
-                                               {"type": "StepDecay", "decay": 1.0,
-                                                "step_size": 1}):
-            line += f"  lr {solver.state.learning_rate():.3g}"
+        lr = solver.state.learning_rate()  # None: an update rule without a learning rate
+        if lr is not None and solver.schedule.to_config() not in (
+                {"type": "Constant"}, {"type": "StepDecay", "decay": 1.0, "step_size": 1}):
+            line += f"  lr {lr:.3g}"
         if solver.state.best_epoch == solver.state.epoch and solver.state.epoch > 1:
             line += "  (best)"
         self._finish(line)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 
+from .._validate import ArgumentError
 from ..backend import get_array_module
 from ..data.batches import rows
 from ..losses import check_labels, softmax_loss
@@ -18,9 +19,10 @@ from .device import DeviceSums
 from .state import first_param
 
 
-def num_classes(model, X) -> int:
-    """Columns of the scores ``model.loss`` gives for the first row of ``X`` (test mode)."""
-    return _scores(model, rows(X, slice(0, 1), first_param(model)), 1).shape[1]
+def num_classes(model, X, name: str = "X") -> int:
+    """Columns of the scores ``model.loss`` gives for the first row of ``X`` (test mode);
+    an error the model raises for it names ``X`` as ``name``."""
+    return _scores(model, rows(X, slice(0, 1), first_param(model)), 1, name).shape[1]
 
 
 def check_class_labels(y, classes: int, name: str) -> None:
@@ -39,7 +41,7 @@ def evaluate(model, X, y, *, batch_size: int, parallel, num_samples=None, rng=No
     on a subsample drawn by ``rng`` without replacement; ``check``: check ``y`` first."""
     n = X.shape[0]
     if y.shape[0] != n:
-        raise ValueError(f"X has {n} rows but y has {y.shape[0]}")
+        raise ValueError(f"X has {n} rows but y has {y.shape[0]} labels; give one label per row")
     if n == 0:
         raise ValueError("cannot evaluate on an empty set (X has 0 rows)")
     idx = None
@@ -52,7 +54,7 @@ def evaluate(model, X, y, *, batch_size: int, parallel, num_samples=None, rng=No
     for start in range(lo, hi, batch_size):
         stop = min(start + batch_size, hi)
         index = slice(start, stop) if idx is None else idx[start:stop]
-        scores = _scores(model, rows(X, index, like), stop - start)
+        scores = _scores(model, rows(X, index, like), stop - start, "X")
         if check and start == lo:
             check_class_labels(y, scores.shape[1], "y")
         yb = rows(y, index, like)
@@ -67,9 +69,14 @@ def evaluate(model, X, y, *, batch_size: int, parallel, num_samples=None, rng=No
     return float(host[0]) / n, (float(host[1]) / n if with_loss else math.nan)
 
 
-def _scores(model, Xb, n: int):
-    """``model.loss(Xb)`` checked to be scores of shape (n, C)."""
-    scores = model.loss(Xb)
+def _scores(model, Xb, n: int, name: str):
+    """``model.loss(Xb)`` checked to be scores of shape (n, C); a ValueError or TypeError
+    of the model becomes an ArgumentError naming the samples ``name``."""
+    try:
+        scores = model.loss(Xb)
+    except (ValueError, TypeError) as exc:
+        raise ArgumentError(f"the model cannot take {name} (samples of shape {tuple(Xb.shape[1:])}): "
+                            f"{exc}") from exc
     if len(scores.shape) != 2 or scores.shape[0] != n:
         raise ValueError(f"model.loss(X) returned scores of shape {tuple(scores.shape)}; "
                          f"expected ({n}, num_classes)")

@@ -35,7 +35,7 @@ def train(solver) -> None:
     buffers) into the model. The process keeps freed host memory for reuse from then on
     (:func:`gpunet.backend.host_memory.keep_freed_memory`)."""
     keep_freed_memory()
-    classes = num_classes(solver.model, solver.X_val)
+    classes = num_classes(solver.model, solver.X_val, "data['X_val']")
     check_class_labels(solver.y_train, classes, "data['y_train']")
     check_class_labels(solver.y_val, classes, "data['y_val']")
     for name in ("X_train", "X_val"):

@@ -209,11 +209,16 @@ class DataParallel(SingleProcess):
         flags = np.zeros(self.size)
         flags[self.rank] = error is not None
         (flags,) = self.comm.allreduce_sum([flags])
+        failed = np.flatnonzero(flags).tolist()
+        if not failed:
+            return
+        # the first failing rank's message reaches every rank (rank 0 alone may print it)
+        first = failed[0]
+        text = self._bcast_json(f"{type(error).__name__}: {error}" if self.rank == first else None,
+                                root=first)
         if error is not None:
             raise error
-        failed = np.flatnonzero(flags).tolist()
-        if failed:
-            raise RuntimeError(f"rank(s) {failed} failed to {what}; see their error")
+        raise RuntimeError(f"rank(s) {failed} failed to {what}: rank {first}: {text}")
 
     def any_flag(self, flag, agreed_point):
         if self.size == 1:
@@ -275,8 +280,8 @@ class DataParallel(SingleProcess):
         if self.is_root:
             super().check_world_size(saved, batch_size, where)
 
-    def _bcast_json(self, obj):
-        """Rank 0's JSON data ``obj`` on every rank (see ``Communicator.bcast_json``)."""
+    def _bcast_json(self, obj, root: int = 0):
+        """Rank ``root``'s JSON data ``obj`` on every rank (see ``Communicator.bcast_json``)."""
         from ..distributed import Communicator
 
-        return Communicator.bcast_json(self.comm, obj)
+        return Communicator.bcast_json(self.comm, obj, root)

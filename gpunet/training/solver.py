@@ -25,14 +25,16 @@ loop (:mod:`.loop`), the state and its checkpoint schema (:mod:`.state`), evalua
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
 
 from .. import optim, schedules
-from .._validate import boolean, choice, integer
-from ..checkpoint import CheckpointError, load_npz, save_npz_atomic, to_json
+from .._validate import boolean, choice, integer, labels, samples
+from ..backend import get_array_module
+from ..checkpoint import CheckpointError, load_npz, save_npz_atomic, to_json, try_directory
 from . import loop
 from .callbacks import (
     Checkpoint,
@@ -45,7 +47,7 @@ from .callbacks import (
 from .device import is_array
 from .evaluate import evaluate
 from .parallel import make_parallel
-from .state import TrainingState
+from .state import TrainingState, buffers_of, check_meta
 
 __all__ = ["Resumed", "Solver"]
 
@@ -209,8 +211,8 @@ class Solver:
         self.parallel = make_parallel(kwargs.pop("comm", None))
         if kwargs:
             raise ValueError(
-                f"Unrecognized arguments {', '.join(map(repr, kwargs))}; see help(Solver) "
-                "for the accepted keywords"
+                f"Unrecognized arguments {', '.join(map(repr, kwargs))}{_keyword_hint(kwargs)}; "
+                "see help(Solver) for the accepted keywords"
             )
         if not isinstance(self.optim_config, dict):
             raise TypeError(f"optim_config must be a dict, got {type(self.optim_config).__name__}")
@@ -242,8 +244,8 @@ class Solver:
         if resume is not None:
             self.load_checkpoint(resume)
         else:  # every process starts from the first one's state
-            self.parallel.from_root(None, self._export, self._import, self.model,
-                                    "share its training state")
+            self.parallel.from_root(self._try_checkpoint_directory, self._export, self._import,
+                                    self.model, "share its training state")
 
     # CS231n attribute names for the history lists (the same list objects).
     @property
@@ -279,7 +281,10 @@ class Solver:
         """
         fn = "check_accuracy"
         num_samples = integer("num_samples", num_samples, low=1, allow_none=True, fn=fn)
-        batch_size = integer("batch_size", batch_size or self.eval_batch_size, low=1, fn=fn)
+        batch_size = integer("batch_size", self.eval_batch_size if batch_size is None else batch_size,
+                             low=1, fn=fn)
+        samples(fn, "X", X)
+        labels(fn, "y", y, X.shape[0])
         acc, _ = evaluate(self.model, X, y, batch_size=batch_size, parallel=self.parallel,
                           num_samples=num_samples, rng=self.state.eval_rng)
         return acc
@@ -318,12 +323,25 @@ class Solver:
         self.parallel.from_root(lambda: self._load_file(path), self._export, self._import,
                                 self.model, f"load checkpoint {str(path)!r}")
 
+    def _try_checkpoint_directory(self) -> None:
+        """Write a file where the checkpoints go (an OSError naming checkpoint_name now, not
+        after the first epoch)."""
+        if self.checkpoint_name is None:
+            return
+        directory = Path(self.checkpoint_name).parent
+        try:
+            try_directory(directory)
+        except OSError as exc:
+            raise OSError(f"checkpoint_name {self.checkpoint_name!r}: cannot write in {directory} "
+                          f"({exc.strerror or exc})") from None
+
     def _load_file(self, path) -> None:
+        self._try_checkpoint_directory()
         arrays, meta = load_npz(path)
         where = f"checkpoint {str(path)!r}"
         try:
-            self.parallel.check_world_size(meta.get("world_size", 1), self.batch_size, where)
             self._take(arrays, meta, where)
+            self.parallel.check_world_size(meta.get("world_size", 1), self.batch_size, where)
         except CheckpointError:
             raise
         except (ValueError, TypeError, KeyError, AttributeError, IndexError,
@@ -342,8 +360,7 @@ class Solver:
         keywords win (differences go to ``self._changes``), the others are the
         checkpoint's. ``same``: a passed keyword that differs is an error (another
         process's state). All or nothing."""
-        if not isinstance(meta, Mapping):
-            raise CheckpointError(f"{where} is not a Solver checkpoint")
+        check_meta(meta, list(self.model.params), list(buffers_of(self.model) or {}), where)
         explicit, changes, updates = self._explicit, [], {}
 
         def setting(key, saved, mine, same=lambda a, b: a == b):
@@ -362,11 +379,12 @@ class Solver:
             raise ValueError(f"{where} was trained with update rule {rule!r} (a function); "
                              f"pass it as update_rule to resume")
         saved_schedule, mine = meta.get("schedule"), self.schedule.to_config()
-        if saved_schedule is not None and mine is not None and saved_schedule != mine:
+        recorded = None if saved_schedule is None else _schedule(saved_schedule)  # checked even if unused
+        if recorded is not None and mine is not None and recorded.to_config() != mine:
             if any(k in explicit for k in _SCHEDULE_KEYWORDS):
-                changes.append(("lr_schedule", _schedule(saved_schedule), self.schedule))
+                changes.append(("lr_schedule", recorded, self.schedule))
             else:
-                updates["schedule"] = _schedule(saved_schedule)
+                updates["schedule"] = recorded
         if meta.get("num_train") not in (None, self.X_train.shape[0]):
             changes.append(("num_train", meta["num_train"], int(self.X_train.shape[0])))
         if "run_info" not in explicit and meta.get("run") is not None:
@@ -395,11 +413,13 @@ class Solver:
                 old = saved.get(key)
                 if old != value:
                     changes.append((f"optim_config[{key!r}]", old, value))
+        if same and "run_info" in explicit:  # another process's state: its run must be this one
+            changes += _run_differences(meta.get("run"), self.run_info)
         if same and changes:
             raise ValueError(f"{where} has " + ", ".join(
-                f"{k}={old!r}" for k, old, _ in changes) + " but this process has " + ", ".join(
-                f"{k}={new!r}" for k, _, new in changes) + "; build the same Solver on every "
-                "process")
+                f"{k}={_brief(old)}" for k, old, _ in changes) + " but this process has " + ", ".join(
+                f"{k}={_brief(new)}" for k, _, new in changes) + "; build the same Solver (and data) "
+                "on every process")
         batch_size = updates.get("batch_size", self.batch_size)
         drop_last = updates.get("drop_last", self.drop_last)
         steps = self.parallel.steps_per_epoch(self.X_train.shape[0], batch_size, drop_last)
@@ -443,6 +463,46 @@ class Solver:
         self.best_checkpoint = Path(best) if best is not None else None
         if info["resumed"] is not None:
             self.resumed = Resumed(*info["resumed"])
+
+
+#: Every Solver keyword, for the hint on a misspelt one.
+KEYWORDS = ("update_rule", "optim_config", "lr_decay", "batch_size", "num_epochs", "num_train_samples",
+            "num_val_samples", "checkpoint_name", "keep_every", "print_every", "verbose", "patience",
+            "monitor", "lr_schedule", "warmup_iters", "seed", "resume", "eval_batch_size", "drop_last",
+            "restore_best", "progress", "run_info", "comm")
+
+
+def _keyword_hint(unknown) -> str:
+    """" (did you mean ...)" for misspelt Solver keywords; optimizer settings belong in optim_config."""
+    hints = []
+    for k in map(str, unknown):
+        if k in optim.DEFAULTS["adamw"] or k in ("lr", "momentum", "decay_rate"):
+            hints.append(f"{k!r} goes in optim_config, e.g. optim_config={{'learning_rate': 1e-3}}")
+        elif close := difflib.get_close_matches(k, KEYWORDS, n=1):
+            hints.append(f"{k!r}: did you mean {close[0]!r}?")
+    return f" ({'; '.join(hints)})" if hints else ""
+
+
+def _run_differences(saved, mine) -> list:
+    """``(key, saved, mine)`` for each entry of two ``run_info`` values that differs (one level
+    into ``"args"``, the command line's flags)."""
+    if not (isinstance(saved, Mapping) and isinstance(mine, Mapping)):
+        return [] if saved == mine else [("run_info", saved, mine)]
+    out = []
+    for key in sorted(set(saved) | set(mine), key=str):
+        a, b = saved.get(key), mine.get(key)
+        if key == "args" and isinstance(a, Mapping) and isinstance(b, Mapping):
+            out += [(f"run_info['args'][{f!r}]", a.get(f), b.get(f))
+                    for f in sorted(set(a) | set(b), key=str) if a.get(f) != b.get(f)]
+        elif a != b:
+            out.append((f"run_info[{key!r}]", a, b))
+    return out
+
+
+def _brief(value) -> str:
+    """``repr(value)``, cut to 60 characters (a run's mean and std are long lists)."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _first_value(mapping):
@@ -496,9 +556,15 @@ def _splits(data) -> tuple:
                             f"{type(data[k]).__name__}; convert it with numpy.asarray")
     for split in ("train", "val"):
         X, y = data[f"X_{split}"], data[f"y_{split}"]
-        if X.shape[0] != y.shape[0] or X.shape[0] == 0:
+        if X.ndim < 1 or X.shape[0] != y.shape[0] or X.shape[0] == 0:
             raise ValueError(
-                f"X_{split} has {X.shape[0]} rows and y_{split} has {y.shape[0]}; "
-                "they must be equal and non-zero"
+                f"X_{split} has {X.shape[0] if X.ndim else 'no'} rows and y_{split} has "
+                f"{y.shape[0] if y.ndim else 'no'}; they must be equal and non-zero"
             )
+        if not get_array_module(X).isdtype(X.dtype, ("bool", "integral", "real floating")):
+            raise TypeError(f"data['X_{split}'] must hold real numbers, got dtype {X.dtype}")
+        labels("Solver", f"data['y_{split}']", y, X.shape[0])
+    if tuple(data["X_train"].shape[1:]) != tuple(data["X_val"].shape[1:]):
+        raise ValueError(f"data['X_train'] has samples of shape {tuple(data['X_train'].shape[1:])} and "
+                         f"data['X_val'] of shape {tuple(data['X_val'].shape[1:])}; they must be equal")
     return tuple(data[k] for k in _SPLITS)

@@ -150,14 +150,14 @@ class TrainingState:
     def load(self, arrays: dict, meta: dict, model, where: str, *, configs: dict | None = None,
              override: Mapping | None = None, warn: bool = True) -> None:
         """Make ``(arrays, meta)`` (host arrays, as :meth:`to_arrays` describes them) this
-        state and the model's, placed on the model's backend. Everything is checked first
-        (``ValueError`` naming ``where`` and the piece); nothing changes unless all of it
+        state and the model's, placed on the model's backend. ``meta`` has passed
+        :func:`check_meta`; the arrays and generator states are checked here first
+        (``ValueError`` naming ``where`` and the piece): nothing changes unless all of it
         fits. ``configs``: per-parameter optimizer configs to use instead of the saved
         optimizer state (another update rule); ``override``: optimizer hyperparameters that
         replace the saved ones (``learning_rate`` becomes the base rate); ``warn``: warn
         when the checkpoint holds a generator the model lacks."""
         names, buffers = list(model.params), buffers_of(model)
-        check_meta(meta, names, list(buffers or {}), where)
 
         def placed(key, like):
             if key not in arrays:
@@ -244,11 +244,12 @@ def check_meta(meta: dict, names: list, buffer_names: list, where: str) -> None:
                          f"{sorted(names)}; build the model with the same layers")
     if not _same_names(meta["buffer_names"], buffer_names):
         raise ValueError(f"{where} has buffers {meta['buffer_names']}, the model has "
-                         f"{sorted(buffer_names)} (via get_buffers/set_buffers)")
+                         f"{sorted(buffer_names)} (via get_buffers/set_buffers); build the model "
+                         "with the same layers")
     best_buffer_names = meta["best_buffer_names"]  # [] before the first best epoch
     if not _same_names(best_buffer_names, buffer_names if best_buffer_names else []):
         raise ValueError(f"{where} has best buffers {meta['best_buffer_names']}, the model "
-                         f"has buffers {sorted(buffer_names)}")
+                         f"has buffers {sorted(buffer_names)}; build the model with the same layers")
     for key in _COUNTERS:
         integer(key, meta[key], low=0, fn=where)
     integer("best_epoch", meta["best_epoch"], low=1, allow_none=True, fn=where)
@@ -275,7 +276,21 @@ def check_meta(meta: dict, names: list, buffer_names: list, where: str) -> None:
     if not (isinstance(meta["base_lr"], Mapping) and sorted(meta["base_lr"]) == sorted(names)):
         raise ValueError(f"{where}: base_lr must hold a learning rate per parameter")
     for p, lr in meta["base_lr"].items():
-        real(f"base_lr[{p!r}]", lr, allow_none=True, fn=where)
+        real(f"base_lr[{p!r}]", lr, low=0.0, allow_none=True, fn=where)
+    rule = meta["update_rule"]
+    if rule in optim.UPDATE_RULES:  # the saved settings and state names must fit the rule
+        for p in names:
+            try:
+                optim.check_config(rule, {**meta["optim_scalars"][p],
+                                          **dict.fromkeys(meta["optim_arrays"][p])})
+            except ValueError as exc:
+                raise ValueError(f"{where}: the saved optimizer state of {p!r} is not {rule}'s: "
+                                 f"{exc}") from None
+    for key, low in (("num_epochs", 0), ("patience", 1), ("world_size", 1)):  # recorded settings
+        if key in meta:
+            integer(key, meta[key], low=low, allow_none=key == "patience", fn=where)
+    if meta.get("monitor") not in (None, "val_acc", "val_loss"):
+        raise ValueError(f"{where}: monitor must be 'val_acc' or 'val_loss', got {meta['monitor']!r}")
 
 
 def _loss(name: str, value, where: str) -> None:
