@@ -124,7 +124,8 @@ def with_defaults(rule: str, config: dict | None) -> dict:
     elif not isinstance(config, dict):
         raise TypeError(f"config must be a dict or None, got {type(config).__name__}")
     _validate.cached(_checked, _config_key(rule, config), lambda: check_config(rule, config), size=1024)
-    _check_step_count(config)  # changes every step: checked every time
+    if "t" in config:  # changes every step: checked every time
+        _check_step_count(config)
     for key, value in DEFAULTS[rule].items():
         config.setdefault(key, value)
     return config

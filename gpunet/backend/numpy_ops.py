@@ -60,6 +60,10 @@ SMALL = 2048
 #: Scratch arrays larger than this are not kept between calls.
 SCRATCH_KEEP_BYTES = 64 * 2**20
 
+#: Temporaries up to this size are allocated fresh (the allocator reuses them without page
+#: faults); larger ones come from the per-thread scratch.
+SMALL_TEMP_BYTES = 64 * 2**10
+
 #: Bytes of a pass below which it is not split over threads (a hand-off costs tens of us).
 PART_BYTES = 256 * 2**10
 
@@ -525,15 +529,19 @@ class NumpyOps(Ops):
                 or _has_nan(out)):
             return super().conv_relu_pool_backward(dout, s, out, w, geo, pool, saved, compute_dx, budget)
         tiles = pool.tiles
-        per = math.prod(s.shape[1:])
+        per, pooled_per = math.prod(s.shape[1:]), math.prod(out.shape[1:])
 
-        def gradient(start: int, m: int):  # pool backward, then ReLU backward, of samples start..start+m
+        def gradient(start: int, m: int):  # ReLU backward, then pool backward, of samples start..start+m
+            # ReLU backward on the pooled level: each gradient goes to a position p of s holding its
+            # window's maximum, s[p] = out[window], so where(s > 0, ., 0) after routing is
+            # where(out > 0, dout, 0) before it, bit for bit, on a quarter of the elements (2x2 pool)
+            end = start + m
+            live = _scratch.get("crp_dout", m * pooled_per, s.dtype).reshape((m,) + out.shape[1:])
+            self._relu_backward_into(dout[start:end], out[start:end], live)
             ds = _scratch.get("crp_ds", m * per, s.dtype).reshape((m,) + s.shape[1:])
             if not tiles:
                 ds[...] = 0
-            self._max_pool_backward_into(dout[start : start + m], s[start : start + m], out[start : start + m],
-                                         pool, ds, tiles)
-            return self._relu_backward_into(ds, s[start : start + m], ds)
+            return self._max_pool_backward_into(live, s[start:end], out[start:end], pool, ds, tiles)
 
         return self._conv_backward(gradient, x, w, ConvColumns(geo), compute_dx, budget)
 
@@ -689,7 +697,11 @@ def _update(step, temps: int, *arrays: np.ndarray) -> None:
     """``step(*arrays, *scratch)`` with ``temps`` scratch arrays shaped like the arrays; split
     over the thread pool into flat parts when every array is C-contiguous."""
     w = arrays[0]
-    if not all(a.flags.c_contiguous for a in arrays) or w.size * w.itemsize < 2 * PART_BYTES:
+    nbytes = w.size * w.itemsize
+    if nbytes <= SMALL_TEMP_BYTES:  # fresh temporaries cost less than scratch bookkeeping here
+        step(*arrays, *(np.empty(w.shape, w.dtype) for _ in range(temps)))
+        return
+    if nbytes < 2 * PART_BYTES or not all(a.flags.c_contiguous for a in arrays):
         step(*arrays, *_update_scratch(w, temps))
         return
     flat = [a.reshape(-1) for a in arrays]
