@@ -302,7 +302,8 @@ def e2e_torch(model: str) -> dict:
     accuracy(X[sub], y[sub])
     accuracy(ds.X_val, ds.y_val)
     test = accuracy(ds.X_test, ds.y_test)
-    return {"seconds": time.perf_counter() - t0, "accuracy": test}
+    return {"seconds": time.perf_counter() - t0, "accuracy": test, "train_samples": len(y),
+            "val_samples": len(ds.y_val), "test_samples": len(ds.y_test)}
 
 
 E2E_FNS = {"gpunet": e2e_gpunet, "torch": e2e_torch}
@@ -515,9 +516,12 @@ def drive_e2e(args, frameworks: list[str]) -> None:
     print()
     for fw in frameworks:
         print(f"{fw:7s} {infos.get(fw, {}).get('blas', '')}; threads={args.threads}")
-    print(f"Fashion-MNIST, one epoch (60,000 - 10,000 val = 50,000 training samples) of Adam 1e-3, batch "
-          f"{E2E_BATCH}, float32, plus the accuracy on {E2E_EVAL_TRAIN} training samples, the validation and the "
-          f"test set; seconds without loading the data; medians of {args.rounds} alternating rounds")
+    sizes = next((rec for per_fw in results.values() for rec in per_fw.get("torch", [])), {})
+    counts = ("{train_samples:,} training, {val_samples:,} validation, {test_samples:,} test samples".format(**sizes)
+              if sizes else "")
+    print(f"Fashion-MNIST ({counts}): one epoch of Adam 1e-3, batch {E2E_BATCH}, float32, plus the accuracy on "
+          f"{E2E_EVAL_TRAIN} training samples, the validation and the test set; seconds without loading the data; "
+          f"medians of {args.rounds} alternating rounds, one process per framework and model")
     print(f"gpunet: {results['mlp'].get('gpunet', [{}])[0].get('command', '')} (and --model cnn ...)\n")
     header = f"{'model':<34} {'gpunet s':>9} {'torch s':>9} {'ratio t/g':>9} {'acc g/t':>12}  per-round seconds g | t"
     print(header)
@@ -618,6 +622,8 @@ def drive(args) -> None:
               f"{fmt_rate(row['torch_samples_per_s']):>10} {ratio:>6} {share:>5} {steps:>13} {faults:>11}  "
               + " ".join(f"{x:.2f}" for x in ratios))
     print("faults: minor page faults per step (median over rounds): fresh memory the allocator had given back")
+    print("GEMM: share of gpunet's step spent in np.matmul/np.dot = the fraction of its GEMM-bound limit "
+          "(the samples/s if everything but the GEMMs took no time)")
     if memory:
         print(f"\npeak memory, {MEMORY_CASE.label} at batch {MEMORY_CASE.batch} ({args.dtypes[0]}, "
               "ru_maxrss of a process of its own; delta = peak - RSS after import):")

@@ -229,19 +229,22 @@ class ConvColumns:
         """(m, F, OH, OW) view of a chunk's GEMM product (F, m * cols_per_sample)."""
         return prod.reshape(self.f, m, self.oh, self.row)[..., : self.ow].transpose(1, 0, 2, 3)
 
-    def gradient_rows(self, dout: np.ndarray, buf: np.ndarray) -> np.ndarray:
-        """dout (m, F, OH, OW) as (F, m * cols_per_sample); zeros in the discarded entries."""
-        m = dout.shape[0]
+    def gradient_rows(self, dout_part, start: int, m: int, buf: np.ndarray, sums: np.ndarray):
+        """The gradient of samples start..start+m as GEMM rows (F, m * cols_per_sample), zeros
+        in the discarded entries, and as an (m, F, OH, OW) view of them; ``sums[:m]`` (F
+        columns) gets each sample's sum over OH*OW. ``dout_part(a, k)`` gives the gradient
+        (k, F, OH, OW) of samples a..a+k; it is called over parts of the samples in parallel."""
         d = buf[: self.f * m * self.cols_per_sample].reshape(self.f, m, self.oh, self.row)
-        dt = dout.transpose(1, 0, 2, 3)
 
-        def copy(a: int, z: int):  # filters a..z
+        def rows(a: int, z: int):  # samples start+a..start+z
+            g = dout_part(start + a, z - a)
+            np.sum(np.reshape(g, (z - a, self.f, self.oh * self.ow)), axis=2, out=sums[a:z])
             if self.row > self.ow:
-                d[a:z, ..., self.ow :] = 0
-            np.copyto(d[a:z, ..., : self.ow], dt[a:z])
+                d[:, a:z, :, self.ow :] = 0
+            np.copyto(d[:, a:z, :, : self.ow], g.transpose(1, 0, 2, 3))
 
-        _split(copy, self.f, _item_bytes(d))
-        return d.reshape(self.f, m * self.cols_per_sample)
+        _split(rows, m, self.f * self.cols_per_sample * d.itemsize)
+        return d.reshape(self.f, m * self.cols_per_sample), d[..., : self.ow].transpose(1, 0, 2, 3)
 
     def add_columns(self, dx: np.ndarray, dcols: np.ndarray, work) -> None:
         """col2im: dx (m, C, H, W) = the columns dcols (K, m * cols_per_sample) summed back
@@ -456,14 +459,14 @@ class NumpyOps(Ops):
         dx = np.empty(x.shape, dtype) if compute_dx else None
         cols_buf = _scratch.get("conv_cols", k * nb * plan.cols_per_sample, dtype)
         d_buf = _scratch.get("conv_dout", f * nb * plan.cols_per_sample, dtype)
+        sums = _scratch.get("conv_db", nb * f, dtype).reshape(nb, f)
         work = plan.workspace("conv_pad", nb, dtype)
         transposed = k >= 64  # dw.T = cols @ d2.T is the faster GEMM for long columns (measured)
         acc = db = None
         for s, m in chunks(n, nb):
-            dout = dout_chunk(s, m)
-            part_db = np.sum(np.reshape(dout, (m, f, plan.oh * plan.ow)).sum(axis=2), axis=0)
+            d2, dout = plan.gradient_rows(dout_chunk, s, m, d_buf, sums)  # (F, m * columns per sample)
+            part_db = np.sum(sums[:m], axis=0)
             cols = plan.columns(x[s : s + m], work, cols_buf)
-            d2 = plan.gradient_rows(dout, d_buf)  # (F, m * columns per sample)
             part = np.matmul(cols, d2.T) if transposed else np.matmul(d2, cols.T)
             if acc is None:
                 acc, db = part, part_db

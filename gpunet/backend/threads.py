@@ -99,8 +99,10 @@ def parts(n: int, min_items: int) -> int:
 
 def parallel(fn: Callable[[int, int], object], n: int, min_items: int = 1) -> None:
     """Run ``fn(start, stop)`` over contiguous parts of ``range(n)``: one part per thread,
-    each of at least ``min_items`` items (else fewer parts); the caller runs the first.
-    Exceptions of any part are raised here after all parts have finished."""
+    each of at least ``min_items`` items (else fewer parts). The caller runs the first part,
+    then every part no pool thread has started yet (so a busy machine, where the pool's
+    threads wait for a core, costs no waiting). Exceptions of any part are raised here
+    after all parts have finished."""
     k = parts(n, min_items)
     if k < 2:
         fn(0, n)
@@ -110,9 +112,14 @@ def parallel(fn: Callable[[int, int], object], n: int, min_items: int = 1) -> No
     _inside.active = True  # a part that calls parallel() again runs it in this thread
     try:
         fn(bounds[0], bounds[1])
+        for i, f in enumerate(futures, start=1):
+            if f.cancel():  # no thread has started it (a busy machine): run it here, never wait for one
+                fn(bounds[i], bounds[i + 1])
     finally:
         _inside.active = False
         for f in futures:
-            f.exception()  # wait for every part before raising
+            if not f.cancelled():
+                f.exception()  # wait for every started part before raising
     for f in futures:
-        f.result()
+        if not f.cancelled():
+            f.result()
