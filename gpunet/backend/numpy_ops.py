@@ -254,11 +254,11 @@ class ConvColumns:
         if not self.rows_mode:
             cols6 = d6.reshape(self.c, self.kh, self.kw, m, self.oh, self.ow)
 
-            def add(a: int, z: int):  # channels a..z
+            def add_strided(a: int, z: int):  # channels a..z
                 dx[:, a:z] = 0
                 _col2im_add(dx[:, a:z], cols6[a:z], self.geo)
 
-            _split(add, self.c, _item_bytes(d6))
+            _split(add_strided, self.c, _item_bytes(d6))
             return
         dh, dw = self.geo.dilation
         ph, pw = self.geo.pad
