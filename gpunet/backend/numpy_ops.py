@@ -13,8 +13,12 @@ written for NumPy's loops and OpenBLAS:
   fused into the one transposing copy of the output; the backward pass recomputes a
   chunk's columns instead of keeping the whole column matrix, and computes dx (stride 1)
   as a convolution of dout with the flipped filters, the GEMM shape BLAS runs fastest;
-* conv - ReLU - max pool fused chunk by chunk (ReLU and pooling while the chunk is in
-  cache; the pooled gradient never exists as a full-size array);
+* conv - ReLU [- max pool] fused chunk by chunk (ReLU and pooling while the chunk is in
+  cache; the pooled gradient never exists as a full-size array, and the ReLU backward runs
+  on the pooled gradient, a quarter of the elements of a 2x2 pool);
+* passes that are not GEMMs (copies, pooling, ReLU, epilogues, optimizer updates) split
+  over the thread pool of :mod:`~gpunet.backend.threads` by samples, channels or elements:
+  each part runs the same operations, so results do not depend on the thread count;
 * ``np.dot`` where ``np.matmul`` would miss BLAS (an inner dimension of 1);
 * scratch arrays (column buffers, masks) come from a small per-thread workspace that is
   reused across calls, and masks are built in cache-sized blocks: fresh memory costs
@@ -676,7 +680,7 @@ class NumpyOps(Ops):
         if not _updatable(w, dw, m, v):
             return super().adam(w, dw, m, v, t, lr, beta1, beta2, eps)
 
-        def step(w, dw, m, v, tmp, step):
+        def step(w, dw, m, v, tmp, delta):
             np.multiply(dw, 1 - beta1, out=tmp)
             m *= beta1
             m += tmp
@@ -684,13 +688,13 @@ class NumpyOps(Ops):
             tmp *= 1 - beta2
             v *= beta2
             v += tmp
-            np.divide(m, 1 - beta1**t, out=step)
-            step *= lr
+            np.divide(m, 1 - beta1**t, out=delta)
+            delta *= lr
             np.divide(v, 1 - beta2**t, out=tmp)
             np.sqrt(tmp, out=tmp)
             tmp += eps
-            step /= tmp
-            w -= step
+            delta /= tmp
+            w -= delta
 
         _update(step, 2, w, dw, m, v)
         return w

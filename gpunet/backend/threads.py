@@ -6,9 +6,10 @@ rows, elements) into one contiguous part per thread; each part runs the same ope
 the whole would, so results are bit-identical to one thread. GEMMs are never run here:
 BLAS threads them itself, and the pool's work only runs between GEMMs.
 
-Size: ``GPUNET_THREADS`` if set (``1`` = off), else the BLAS thread count
-(``OPENBLAS_NUM_THREADS``, ``OMP_NUM_THREADS``, ``MKL_NUM_THREADS``), else the CPUs this
-process may run on; read on first use. :func:`set_threads` changes it at run time.
+Off by default (1 thread): on the 2-core reference machine every split measured slower
+than one thread or tied, with BLAS on both cores (its threads spin between GEMMs) and
+with BLAS on one (docs/bench.md). ``GPUNET_THREADS=N`` (read on first use) or
+:func:`set_threads` turns it on, e.g. on a machine with cores that BLAS leaves idle.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 THREADS_ENV = "GPUNET_THREADS"
-_BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 _lock = threading.Lock()
 _threads: int | None = None  # None: not read from the environment yet
@@ -31,23 +31,16 @@ _inside = threading.local()  # set in the pool's threads: no nested splitting th
 
 def _from_env() -> int:
     raw = os.environ.get(THREADS_ENV, "").strip()
-    if raw:
-        try:
-            n = int(raw)
-        except ValueError:
-            n = 0
-        if n < 1:
-            raise ValueError(f"environment variable {THREADS_ENV} must be an int >= 1 (1 = no threads), got "
-                             f"{raw!r}; fix or unset it")
-        return n
-    for var in _BLAS_ENV:
-        raw = os.environ.get(var, "").strip()
-        if raw.isdigit() and int(raw) > 0:
-            return int(raw)
+    if not raw:
+        return 1
     try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not Linux
-        return os.cpu_count() or 1
+        n = int(raw)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ValueError(f"environment variable {THREADS_ENV} must be an int >= 1 (1 = no threads), got "
+                         f"{raw!r}; fix or unset it")
+    return n
 
 
 def get_threads() -> int:
