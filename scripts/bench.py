@@ -515,7 +515,9 @@ def drive_e2e(args, frameworks: list[str]) -> None:
         print(f"round {r + 1}/{args.rounds} done in {time.perf_counter() - t0:.0f} s", flush=True)
     print()
     for fw in frameworks:
-        print(f"{fw:7s} {infos.get(fw, {}).get('blas', '')}; threads={args.threads}")
+        info = infos.get(fw, {})
+        pool = f"; gpunet thread pool: {info['pool']}" if "pool" in info else ""
+        print(f"{fw:7s} {info.get('blas', '')}; threads={args.threads}{pool}")
     sizes = next((rec for per_fw in results.values() for rec in per_fw.get("torch", [])), {})
     counts = ("{train_samples:,} training, {val_samples:,} validation, {test_samples:,} test samples".format(**sizes)
               if sizes else "")
