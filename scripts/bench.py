@@ -499,6 +499,11 @@ def fmt_rate(x):
     return "-" if x is None else (f"{x:,.0f}" if x >= 100 else f"{x:,.1f}")
 
 
+def fmt(value, spec: str) -> str:
+    """``value`` formatted by ``spec``, or "-" for None."""
+    return "-" if value is None else format(value, spec)
+
+
 def drive_e2e(args, frameworks: list[str]) -> None:
     """``--e2e``: seconds of one training epoch with evaluation per model, framework and round."""
     results: dict[str, dict[str, list]] = {m: {} for m in E2E_MODELS}
@@ -539,7 +544,6 @@ def drive_e2e(args, frameworks: list[str]) -> None:
                "gpunet_accuracy": acc[0], "torch_accuracy": acc[1]}
         row["ratio"] = row["torch_s"] / row["gpunet_s"] if g and t else None
         rows.append(row)
-        fmt = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
         print(f"{row['label']:<34} {fmt(row['gpunet_s'], '9.2f')} {fmt(row['torch_s'], '9.2f')} "
               f"{fmt(row['ratio'], '9.2f')} {fmt(acc[0], '.4f'):>6}/{fmt(acc[1], '.4f'):<6}  "
               + " ".join(f"{v:.1f}" for v in g) + " | " + " ".join(f"{v:.1f}" for v in t))

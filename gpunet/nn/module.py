@@ -170,7 +170,6 @@ class Sequential(Module):
         return "\n  " + ",\n  ".join(map(repr, self.layers)) + "\n" if self.layers else ""
 
 
-
 # --- fusion: runs of layers that one primitive of gpunet.layers computes at once -------------
 class _Single:
     """One layer on its own."""
