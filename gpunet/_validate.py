@@ -223,10 +223,8 @@ def float_inputs(fn: str, **arrays):
     """
     common = None  # fast path, the same checks: NumPy arrays (exact type) of one float dtype
     for a in arrays.values():
-        if a is None:
-            continue
         if type(a) is not np.ndarray or a.dtype.kind != "f" or (common is not None and a.dtype != common):
-            break
+            break  # anything else (None included) gets the full checks below
         common = a.dtype
     else:
         if common is not None:
