@@ -79,10 +79,12 @@ def conv3_model(dtype: str):
             super().__init__(0.0, dtype, 0)
             shapes = {"W1": (32, 3, 3, 3), "W2": (32, 32, 3, 3), "W3": (64, 32, 3, 3), "W4": (64 * 8 * 8, 256),
                       "W5": (256, 10)}
+            params = {}
             for i, (name, shape) in enumerate(shapes.items(), start=1):
                 fan_in = int(np.prod(shape[1:])) if len(shape) == 4 else shape[0]
-                self.params[name] = self._weight(shape, "he", fan_in, shape[0])
-                self.params[f"b{i}"] = self._new(np.zeros(shape[0] if len(shape) == 4 else shape[1]))
+                params[name] = self._weight(shape, "he", fan_in, shape[0])
+                params[f"b{i}"] = self._new(np.zeros(shape[0] if len(shape) == 4 else shape[1]))
+            self.params = params  # the whole table at once, as the models do
             self.conv, self.pool = {"stride": 1, "pad": 1}, {"pool_height": 2, "pool_width": 2, "stride": 2}
 
         def loss(self, X, y=None):
