@@ -84,7 +84,7 @@ def test_adam_step_count_is_checked_every_step(t):
 
 def test_float_inputs_fast_path_refuses_what_the_full_check_refuses():
     f32, f64 = np.ones(2, np.float32), np.ones(2)
-    assert _validate.float_inputs("f", a=f32, b=f32, c=None) is np
+    assert _validate.float_inputs("f", a=f32, b=f32) is np
     with pytest.raises(ArgumentError, match="share one dtype"):
         _validate.float_inputs("f", a=f32, b=f64)
     with pytest.raises(ArgumentError, match="real floating"):
