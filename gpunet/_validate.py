@@ -11,7 +11,7 @@ a device.
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from numbers import Integral, Real
 from typing import Any, Literal, overload
 
@@ -22,6 +22,7 @@ from .backend import backend_of, get_array_module
 __all__ = [
     "ArgumentError",
     "boolean",
+    "cached",
     "choice",
     "dtype",
     "float_dtype",
@@ -29,6 +30,7 @@ __all__ = [
     "integer",
     "keys",
     "labels",
+    "memo_key",
     "mode",
     "ndim",
     "pair",
@@ -177,6 +179,42 @@ def _interval(low, high, low_closed: bool, high_closed: bool, kind) -> str:
     return f" in {'[' if low_closed else '('}{kind(low)}, {kind(high)}{']' if high_closed else ')'}"
 
 
+def memo_key(value: Any):
+    """A hashable key under which a passed check of ``value`` may be cached: keys are equal
+    only for values of the same types and values (``1``, ``1.0``, ``True`` and
+    ``np.int64(1)`` all differ), through tuples, lists and dicts; ``None`` when ``value``
+    holds something unhashable (check it every time)."""
+    kind = type(value)
+    if kind in (tuple, list):
+        parts = tuple(memo_key(v) for v in value)
+        return None if None in parts else (kind, parts)
+    if kind is dict:
+        items = tuple((memo_key(k), memo_key(v)) for k, v in value.items())
+        return None if any(None in item for item in items) else (kind, items)
+    try:
+        hash(value)
+    except TypeError:
+        return None
+    return (kind, value)
+
+
+def cached(cache: dict, key, check: Callable[[], Any], size: int = 256) -> Any:
+    """``check()``'s result, computed once per ``key`` (e.g. from :func:`memo_key`) and kept
+    in ``cache`` (emptied when it holds ``size`` entries); a check that raises is not kept,
+    and ``key=None`` checks every time."""
+    if key is None:
+        return check()
+    try:
+        return cache[key]
+    except KeyError:
+        pass
+    result = check()
+    if len(cache) >= size:
+        cache.clear()
+    cache[key] = result
+    return result
+
+
 # --- arrays and parameter dicts -------------------------------------------------------------
 
 
@@ -185,6 +223,14 @@ def float_inputs(fn: str, **arrays):
     numbers), real floating and of one dtype. Raises :class:`ArgumentError` (not an array,
     dtype) or ``TypeError`` (arrays of two backends).
     """
+    common = None  # fast path, the same checks: NumPy arrays (exact type) of one float dtype
+    for a in arrays.values():
+        if type(a) is not np.ndarray or a.dtype.kind != "f" or (common is not None and a.dtype != common):
+            break  # anything else (None included) gets the full checks below
+        common = a.dtype
+    else:
+        if common is not None:
+            return np
     for name, a in arrays.items():
         if not _is_array(a) or isinstance(a, (np.matrix, np.ma.MaskedArray)):
             # (a matrix's * is a matrix product, a masked array's mask would be ignored)

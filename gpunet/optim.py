@@ -95,16 +95,37 @@ def check_config(rule: str, config: dict) -> None:
     for key in DEFAULTS[rule]:
         if key in config:  # a Python or NumPy scalar: a device array would force a host sync
             _validate.real(f"optim_config[{key!r}]", config[key], **_RANGES[key])
+    _check_step_count(config)
+
+
+def _check_step_count(config: dict) -> None:
     _validate.integer("optim_config['t'] (Adam's step count)", config.get("t", 0), low=0)
 
 
+#: Configs that passed :func:`check_config`, by rule, each key, and each hyperparameter's
+#: exact type and value (state arrays by key only; Adam's ``t`` is checked every step).
+_checked: dict = {}
+
+
+def _config_key(rule: str, config: dict):
+    hyper = DEFAULTS[rule]
+    key = tuple((k, _validate.memo_key(v)) if k in hyper else (k,) for k, v in config.items() if k != "t")
+    return None if any(len(item) == 2 and item[1] is None for item in key) else (rule, key)
+
+
 def with_defaults(rule: str, config: dict | None) -> dict:
-    """``config`` (created if ``None``) checked and with ``rule``'s missing defaults filled in."""
+    """``config`` (created if ``None``) checked and with ``rule``'s missing defaults filled in.
+
+    A config whose keys, types and values were checked before is not checked again (the
+    training loop passes the same config every step); ``t`` always is.
+    """
     if config is None:
         config = {}
     elif not isinstance(config, dict):
         raise TypeError(f"config must be a dict or None, got {type(config).__name__}")
-    check_config(rule, config)
+    _validate.cached(_checked, _config_key(rule, config), lambda: check_config(rule, config), size=1024)
+    if "t" in config:  # changes every step: checked every time
+        _check_step_count(config)
     for key, value in DEFAULTS[rule].items():
         config.setdefault(key, value)
     return config

@@ -14,6 +14,7 @@ the 3-conv net at batch 256 is measured in processes of its own.
     python scripts/bench.py                    # the full table (about 10 minutes on 2 cores)
     python scripts/bench.py --quick            # a smoke run: two cases, one short round
     python scripts/bench.py --profile cnn      # time per layer of one case (and PyTorch's ops)
+    python scripts/bench.py --e2e              # one `gpunet train` epoch on Fashion-MNIST vs a PyTorch loop
     python scripts/bench.py --json out.json    # also write the table as JSON
     python scripts/bench.py --malloc keep      # both frameworks with glibc keeping freed memory
     python scripts/bench.py --backend cupy     # CuPy against PyTorch CUDA
@@ -54,14 +55,59 @@ CASES = {c.name: c for c in [
     Case("mlp784-b256", "mlp", 256, (784, 500, 200, 10), "MLP 784-500-200-10"),
     Case("mlp784-b512", "mlp", 512, (784, 500, 200, 10), "MLP 784-500-200-10"),
     Case("cnn", "cnn", 64, (), "ThreeLayerConvNet (conv32 7x7)"),
+    Case("cnn-seq", "cnn-seq", 64, (), "  the same, nn.Sequential"),
     Case("conv3", "conv3", 64, (), "3-conv net (32-32-64 3x3)"),
+    Case("conv3-seq", "conv3-seq", 64, (), "  the same, nn.Sequential"),
 ]}
-MEMORY_CASE = Case("conv3-b256", "conv3", 256, (), "3-conv net (32-32-64 3x3)")
+MEMORY_CASE = Case("conv3-b256", "conv3-seq", 256, (), "3-conv net (32-32-64 3x3), nn.Sequential")
 QUICK_CASES = ["mlp784-b32", "cnn"]
 LEARNING_RATE = 1e-3
 
 
 # --- gpunet side ------------------------------------------------------------------------
+def conv3_model(dtype: str):
+    """The 3-conv net as CS231n code writes a model: the sandwich layers of gpunet.layers
+    called by hand (conv-relu, conv-relu-pool twice, affine-relu, affine, softmax)."""
+    import numpy as np
+
+    from gpunet import layers as L
+    from gpunet.losses import softmax_loss
+    from gpunet.models.base import Model
+
+    class Conv3Net(Model):
+        def __init__(self):
+            super().__init__(0.0, dtype, 0)
+            shapes = {"W1": (32, 3, 3, 3), "W2": (32, 32, 3, 3), "W3": (64, 32, 3, 3), "W4": (64 * 8 * 8, 256),
+                      "W5": (256, 10)}
+            params = {}
+            for i, (name, shape) in enumerate(shapes.items(), start=1):
+                fan_in = int(np.prod(shape[1:])) if len(shape) == 4 else shape[0]
+                params[name] = self._weight(shape, "he", fan_in, shape[0])
+                params[f"b{i}"] = self._new(np.zeros(shape[0] if len(shape) == 4 else shape[1]))
+            self.params = params  # the whole table at once, as the models do
+            self.conv, self.pool = {"stride": 1, "pad": 1}, {"pool_height": 2, "pool_width": 2, "stride": 2}
+
+        def loss(self, X, y=None):
+            p, conv, pool = self.params, self.conv, self.pool
+            a1, c1 = L.conv_relu_forward(X, p["W1"], p["b1"], conv)
+            a2, c2 = L.conv_relu_pool_forward(a1, p["W2"], p["b2"], conv, pool)
+            a3, c3 = L.conv_relu_pool_forward(a2, p["W3"], p["b3"], conv, pool)
+            a4, c4 = L.affine_relu_forward(a3, p["W4"], p["b4"])
+            scores, c5 = L.affine_forward(a4, p["W5"], p["b5"])
+            if y is None:
+                return scores
+            loss, d = softmax_loss(scores, y)
+            g = {}
+            d, g["W5"], g["b5"] = L.affine_backward(d, c5)
+            d, g["W4"], g["b4"] = L.affine_relu_backward(d, c4)
+            d, g["W3"], g["b3"] = L.conv_relu_pool_backward(d, c3)
+            d, g["W2"], g["b2"] = L.conv_relu_pool_backward(d, c2)
+            _, g["W1"], g["b1"] = L.conv_relu_backward(d, c1, compute_dx=False)
+            return loss, g
+
+    return Conv3Net()
+
+
 def gpunet_step_fn(case: Case, dtype: str, backend: str):
     """(step, sync, model): one gpunet training step of ``case`` (the model's loss, then
     gpunet.optim.sgd on every parameter, as the Solver does) and a device sync."""
@@ -85,7 +131,16 @@ def gpunet_step_fn(case: Case, dtype: str, backend: str):
     elif case.model == "cnn":
         model = models.ThreeLayerConvNet(weight_scale="he", dtype=dtype, seed=0)
         shape = (case.batch, 3, 32, 32)
+    elif case.model == "cnn-seq":
+        net = nn.Sequential(
+            nn.Conv2d(3, 32, 7, pad=3, dtype=dtype, rng=0), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+            nn.Linear(32 * 16 * 16, 100, dtype=dtype, rng=1), nn.ReLU(), nn.Linear(100, 10, dtype=dtype, rng=2))
+        model = nn.Classifier(net, seed=0)
+        shape = (case.batch, 3, 32, 32)
     elif case.model == "conv3":
+        model = conv3_model(dtype)
+        shape = (case.batch, 3, 32, 32)
+    elif case.model == "conv3-seq":
         net = nn.Sequential(
             nn.Conv2d(3, 32, 3, pad=1, dtype=dtype, rng=0), nn.ReLU(),
             nn.Conv2d(32, 32, 3, pad=1, dtype=dtype, rng=1), nn.ReLU(), nn.MaxPool2d(2),
@@ -136,11 +191,11 @@ def torch_step_fn(case: Case, dtype: str, backend: str):
                 layers.append(nn.ReLU())
         model = nn.Sequential(*layers)
         shape = (case.batch, case.dims[0])
-    elif case.model == "cnn":
+    elif case.model in ("cnn", "cnn-seq"):  # PyTorch writes both the same way
         model = nn.Sequential(nn.Conv2d(3, 32, 7, padding=3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
                               nn.Linear(32 * 16 * 16, 100), nn.ReLU(), nn.Linear(100, 10))
         shape = (case.batch, 3, 32, 32)
-    elif case.model == "conv3":
+    elif case.model in ("conv3", "conv3-seq"):
         model = nn.Sequential(
             nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(),
             nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
@@ -172,6 +227,88 @@ def torch_step_fn(case: Case, dtype: str, backend: str):
 
 
 STEP_FNS = {"gpunet": gpunet_step_fn, "torch": torch_step_fn}
+
+
+# --- end to end: one epoch of `gpunet train` on Fashion-MNIST against a plain PyTorch loop -----
+#: ``gpunet train`` options of each end-to-end model (float32, Adam 1e-3 as its defaults);
+#: the PyTorch loop builds the same network.
+E2E_MODELS = {
+    "mlp": ("MLP 784-256-128-10", ["--model", "mlp", "--hidden", "256", "128"]),
+    "cnn": ("ThreeLayerConvNet (32 5x5, 128)", ["--model", "cnn", "--hidden", "128", "--filters", "32",
+                                                "--filter-size", "5"]),
+}
+E2E_BATCH = 64
+E2E_EVAL_TRAIN = 2000  # training samples the Solver's per-epoch accuracy check draws (gpunet train's setting)
+
+
+def e2e_gpunet(model: str) -> dict:
+    """Seconds of ``gpunet train --epochs 1`` (run in this process) without loading the
+    data: building the model, one epoch, the Solver's train/val accuracy and the test accuracy."""
+    import contextlib
+    import io
+
+    from gpunet import data
+    from gpunet.cli import main as gpunet_main
+
+    argv = ["train", "--data", "fashion-mnist", *E2E_MODELS[model][1], "--epochs", "1", "--batch-size",
+            str(E2E_BATCH), "--seed", "0", "--backend", "numpy", "--dtype", "float32"]
+    loading = [0.0]
+    out = io.StringIO()
+    with _Timed(data, "load_dataset", loading), contextlib.redirect_stdout(out):
+        t0 = time.perf_counter()
+        gpunet_main(argv)
+        total = time.perf_counter() - t0
+    accuracy = float(out.getvalue().rsplit("test accuracy:", 1)[1].split()[0])
+    return {"seconds": total - loading[0], "accuracy": accuracy, "command": "gpunet " + " ".join(argv)}
+
+
+def e2e_torch(model: str) -> dict:
+    """The same epoch as a plain PyTorch loop over the same arrays (gpunet's loader and
+    split), batch size, optimizer and evaluation; seconds without loading the data."""
+    import numpy as np
+    import torch
+    from torch import nn
+
+    from gpunet import data
+
+    ds = data.load_dataset("fashion-mnist", seed=0, flatten=model != "cnn")
+    t0 = time.perf_counter()
+    torch.manual_seed(0)
+    if model == "mlp":
+        net = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(), nn.Linear(128, 10))
+    else:
+        net = nn.Sequential(nn.Conv2d(1, 32, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                            nn.Linear(32 * 14 * 14, 128), nn.ReLU(), nn.Linear(128, 10))
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    loss_fn = nn.CrossEntropyLoss()
+    rng = np.random.default_rng(0)
+    X, y = ds.X_train, ds.y_train
+    net.train()
+    order = rng.permutation(len(y))
+    for start in range(0, len(y), E2E_BATCH):  # the last batch may be short, as in the Solver's epoch
+        idx = order[start : start + E2E_BATCH]
+        xb, yb = torch.from_numpy(X[idx]), torch.from_numpy(y[idx].astype(np.int64))
+        opt.zero_grad(set_to_none=True)
+        loss_fn(net(xb), yb).backward()
+        opt.step()
+
+    def accuracy(Xs, ys):
+        net.eval()
+        hits = 0
+        with torch.no_grad():
+            for s in range(0, len(ys), 100):
+                hits += int((net(torch.from_numpy(Xs[s : s + 100])).argmax(1).numpy() == ys[s : s + 100]).sum())
+        return hits / len(ys)
+
+    sub = rng.choice(len(y), E2E_EVAL_TRAIN, replace=False)
+    accuracy(X[sub], y[sub])
+    accuracy(ds.X_val, ds.y_val)
+    test = accuracy(ds.X_test, ds.y_test)
+    return {"seconds": time.perf_counter() - t0, "accuracy": test, "train_samples": len(y),
+            "val_samples": len(ds.y_val), "test_samples": len(ds.y_test)}
+
+
+E2E_FNS = {"gpunet": e2e_gpunet, "torch": e2e_torch}
 
 
 # --- timing (inside a worker) -------------------------------------------------------------
@@ -252,7 +389,10 @@ def set_threads(framework: str, threads: int) -> dict:
     if framework == "gpunet":
         import numpy as np
 
+        from gpunet.backend import threads as pool
+
         info["numpy"] = np.__version__
+        info["pool"] = pool.get_threads()
         try:
             from threadpoolctl import threadpool_info, threadpool_limits
         except ImportError:
@@ -279,6 +419,10 @@ def worker(args) -> None:
     """Time ``args.cases`` x ``args.dtypes`` for one framework; one JSON object per line."""
     info = set_threads(args.worker, args.threads)
     print(json.dumps({"info": info}), flush=True)
+    if args.e2e_model:
+        rec = E2E_FNS[args.worker](args.e2e_model)
+        print(json.dumps({"e2e": args.e2e_model, "framework": args.worker, **rec}), flush=True)
+        return
     make = STEP_FNS[args.worker]
     if args.memory:
         case = MEMORY_CASE
@@ -357,8 +501,67 @@ def fmt_rate(x):
     return "-" if x is None else (f"{x:,.0f}" if x >= 100 else f"{x:,.1f}")
 
 
+def fmt(value, spec: str) -> str:
+    """``value`` formatted by ``spec``, or "-" for None."""
+    return "-" if value is None else format(value, spec)
+
+
+def drive_e2e(args, frameworks: list[str]) -> None:
+    """``--e2e``: seconds of one training epoch with evaluation per model, framework and round."""
+    results: dict[str, dict[str, list]] = {m: {} for m in E2E_MODELS}
+    infos = {}
+    for r in range(args.rounds):
+        t0 = time.perf_counter()
+        for i, model in enumerate(E2E_MODELS):
+            for fw in (frameworks if (r + i) % 2 == 0 else frameworks[::-1]):
+                for rec in run_worker(fw, args, [], ["--e2e-model", model]):
+                    if "info" in rec:
+                        infos[fw] = rec["info"]
+                    else:
+                        results[model].setdefault(fw, []).append(rec)
+        print(f"round {r + 1}/{args.rounds} done in {time.perf_counter() - t0:.0f} s", flush=True)
+    print()
+    for fw in frameworks:
+        info = infos.get(fw, {})
+        pool = f"; gpunet thread pool: {info['pool']}" if "pool" in info else ""
+        print(f"{fw:7s} {info.get('blas', '')}; threads={args.threads}{pool}")
+    sizes = next((rec for per_fw in results.values() for rec in per_fw.get("torch", [])), {})
+    counts = ("{train_samples:,} training, {val_samples:,} validation, {test_samples:,} test samples".format(**sizes)
+              if sizes else "")
+    print(f"Fashion-MNIST ({counts}): one epoch of Adam 1e-3, batch {E2E_BATCH}, float32, plus the accuracy on "
+          f"{E2E_EVAL_TRAIN} training samples, the validation and the test set; seconds without loading the data; "
+          f"medians of {args.rounds} alternating rounds, one process per framework and model")
+    print(f"gpunet: {results['mlp'].get('gpunet', [{}])[0].get('command', '')} (and --model cnn ...)\n")
+    header = f"{'model':<34} {'gpunet s':>9} {'torch s':>9} {'ratio t/g':>9} {'acc g/t':>12}  per-round seconds g | t"
+    print(header)
+    print("-" * len(header))
+    rows = []
+    for model, per_fw in results.items():
+        g = [rec["seconds"] for rec in per_fw.get("gpunet", [])]
+        t = [rec["seconds"] for rec in per_fw.get("torch", [])]
+        acc = [statistics.median(rec["accuracy"] for rec in per_fw[fw]) if per_fw.get(fw) else None
+               for fw in ("gpunet", "torch")]
+        row = {"model": model, "label": E2E_MODELS[model][0], "gpunet_s": statistics.median(g) if g else None,
+               "torch_s": statistics.median(t) if t else None, "gpunet_rounds": g, "torch_rounds": t,
+               "gpunet_accuracy": acc[0], "torch_accuracy": acc[1]}
+        row["ratio"] = row["torch_s"] / row["gpunet_s"] if g and t else None
+        rows.append(row)
+        print(f"{row['label']:<34} {fmt(row['gpunet_s'], '9.2f')} {fmt(row['torch_s'], '9.2f')} "
+              f"{fmt(row['ratio'], '9.2f')} {fmt(acc[0], '.4f'):>6}/{fmt(acc[1], '.4f'):<6}  "
+              + " ".join(f"{v:.1f}" for v in g) + " | " + " ".join(f"{v:.1f}" for v in t))
+    print("ratio t/g: PyTorch's seconds / gpunet's (> 1: gpunet is faster)")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"command": " ".join([Path(sys.executable).name, *sys.argv]),
+                                               "threads": args.threads, "rounds": args.rounds, "info": infos,
+                                               "e2e": rows}, indent=2))
+        print(f"\nwrote {args.json}")
+
+
 def drive(args) -> None:
     frameworks = [f for f in args.frameworks if f != "torch" or torch_available()]
+    if args.e2e:
+        drive_e2e(args, frameworks)
+        return
     if "torch" in args.frameworks and "torch" not in frameworks:
         print("PyTorch is not installed (pip install -e .[bench]): timing gpunet only\n")
     results: dict[tuple, dict[str, list]] = {(c, d): {} for c in args.cases for d in args.dtypes}
@@ -388,7 +591,8 @@ def drive(args) -> None:
     print()
     for fw in frameworks:
         info = infos.get(fw, {})
-        print(f"{fw:7s} {info.get('blas', '')}; threads={args.threads}")
+        pool = f"; gpunet thread pool: {info['pool']}" if "pool" in info else ""
+        print(f"{fw:7s} {info.get('blas', '')}; threads={args.threads}{pool}")
     print(f"backend={args.backend}; malloc={args.malloc}; {args.rounds} rounds, one process per framework "
           f"and case, their order alternating; medians; warm-up {args.warmup} s, >= {args.min_time} s timed")
     if any(f is not None and f > 0.1 for f in foreign):
@@ -426,6 +630,8 @@ def drive(args) -> None:
               f"{fmt_rate(row['torch_samples_per_s']):>10} {ratio:>6} {share:>5} {steps:>13} {faults:>11}  "
               + " ".join(f"{x:.2f}" for x in ratios))
     print("faults: minor page faults per step (median over rounds): fresh memory the allocator had given back")
+    print("GEMM: share of gpunet's step spent in np.matmul/np.dot = the fraction of its GEMM-bound limit "
+          "(the samples/s if everything but the GEMMs took no time)")
     if memory:
         print(f"\npeak memory, {MEMORY_CASE.label} at batch {MEMORY_CASE.batch} ({args.dtypes[0]}, "
               "ru_maxrss of a process of its own; delta = peak - RSS after import):")
@@ -661,6 +867,10 @@ def parse(argv=None):
     ap.add_argument("--profile", metavar="CASE", help="print the per-layer time of one case and exit")
     ap.add_argument("--quick", action="store_true",
                     help=f"smoke run: {','.join(QUICK_CASES)}, float32, 1 round, short timings, no memory run")
+    ap.add_argument("--e2e", action="store_true",
+                    help="instead of the table: one `gpunet train` epoch on Fashion-MNIST (MLP and CNN) against "
+                         "a plain PyTorch loop, evaluation included")
+    ap.add_argument("--e2e-model", choices=list(E2E_MODELS), help=argparse.SUPPRESS)
     ap.add_argument("--worker", choices=list(STEP_FNS), help=argparse.SUPPRESS)
     ap.add_argument("--memory", dest="memory_worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)

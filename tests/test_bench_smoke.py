@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,3 +45,37 @@ def test_bench_profile_prints_the_layers():
     for part in ("call path", "conv_relu_pool_forward", "ops.conv_relu_pool_backward", "GEMM np.matmul",
                  "GEMM:", "everything else"):
         assert part in proc.stdout
+
+
+def test_bench_runs_the_sequential_and_functional_conv_nets():
+    """The nn.Sequential version next to each CS231n-style CNN: every case runs and trains."""
+    cmd = [sys.executable, str(BENCH), "--cases", "cnn-seq,conv3,conv3-seq", "--dtypes", "float32", "--rounds", "1",
+           "--warmup", "0.02", "--min-time", "0.05", "--frameworks", "gpunet", "--no-memory"]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    except subprocess.TimeoutExpired:
+        pytest.skip("bench took more than 120 s on this machine (busy?)")
+    assert proc.returncode == 0, proc.stderr
+    rows = {line.split()[0] for line in proc.stdout.splitlines() if line.split()[:1]}
+    assert {"cnn-seq", "conv3", "conv3-seq"} <= rows
+
+
+@pytest.mark.parametrize("case", ["cnn-seq", "conv3", "conv3-seq"])
+def test_bench_conv_cases_train(case):
+    """Each new case's gpunet step lowers the loss on its fixed batch (SGD, lr 1e-3) and
+    returns a gradient for every parameter."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpunet_bench", BENCH)
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = bench  # dataclasses look their module up
+    spec.loader.exec_module(bench)
+    small = bench.Case(case, bench.CASES[case].model, 4)
+    step, _, model = bench.gpunet_step_fn(small, "float64", "numpy")
+    first = float(step())
+    for _ in range(10):
+        last = float(step())
+    assert last < first
+    X = np.random.default_rng(0).standard_normal((2, 3, 32, 32))
+    _, grads = model.loss(X, np.array([1, 2]))
+    assert set(grads) == set(model.params)

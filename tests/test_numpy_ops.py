@@ -301,6 +301,31 @@ def test_fused_conv_relu_pool_matches_the_generic_composition(dtype, case, budge
     close(dw, results[0][3], dtype)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@CONV_GEOMETRIES
+@pytest.mark.parametrize("budget", [None, 1])
+def test_fused_conv_relu_matches_the_generic_composition(dtype, geom, budget):
+    """Within the GEMM tolerance of the generic Ops, and bit for bit the NumPy conv followed
+    by the NumPy ReLU (the fused version only changes where the ReLU runs)."""
+    geo, x, wt, b, dout = _conv_case(geom, dtype)
+    x = np.round(x * 2) / 2  # zeros at the ReLU kink
+    results = []
+    for ops in (GENERIC, FAST):
+        s, saved = ops.conv_relu_forward(x, wt, b, geo, budget)
+        results.append((s, *ops.conv_relu_backward(dout, s, wt, geo, saved, True, budget)))
+    for f, g in zip(*results):
+        close(f, g, dtype)
+    a, saved = FAST.conv2d_forward(x, wt, b, geo, budget)
+    s = np.maximum(a, 0)
+    unfused = (s, *FAST.conv2d_backward(FAST.relu_backward(dout, s), wt, geo, saved, True, budget))
+    for f, g in zip(results[1], unfused):
+        eq(f, g)
+    s, saved = FAST.conv_relu_forward(x, wt, b, geo, budget)
+    dx, dw, _ = FAST.conv_relu_backward(dout, s, wt, geo, saved, False, budget)
+    assert dx is None
+    eq(dw, unfused[2])
+
+
 def test_sandwich_conv_relu_pool_keeps_its_errors_and_results():
     _, x, wt, b, _ = _conv_case((2, 3, 8, 8, 3, 3, (1, 1), (1, 1), (1, 1)), np.float64)
     out, cache = L.conv_relu_pool_forward(x, wt, b, {"stride": 1, "pad": 1}, {"pool_height": 2, "pool_width": 2})
@@ -422,5 +447,5 @@ def test_every_override_is_tested():
     tested = {"relu_backward", "relu_backward_", "relu_", "leaky_relu_backward", "sigmoid", "sigmoid_backward",
               "bias_relu", "im2col", "col2im", "conv2d_forward", "conv2d_backward", "max_pool",
               "max_pool_backward", "avg_pool", "avg_pool_backward", "matmul_tn", "sgd", "sgd_momentum", "adam",
-              "conv_relu_pool_forward", "conv_relu_pool_backward"}
+              "conv_relu_pool_forward", "conv_relu_pool_backward", "conv_relu_forward", "conv_relu_backward"}
     assert overridden <= tested, f"untested NumpyOps overrides: {sorted(overridden - tested)}"

@@ -13,8 +13,12 @@ written for NumPy's loops and OpenBLAS:
   fused into the one transposing copy of the output; the backward pass recomputes a
   chunk's columns instead of keeping the whole column matrix, and computes dx (stride 1)
   as a convolution of dout with the flipped filters, the GEMM shape BLAS runs fastest;
-* conv - ReLU - max pool fused chunk by chunk (ReLU and pooling while the chunk is in
-  cache; the pooled gradient never exists as a full-size array);
+* conv - ReLU [- max pool] fused chunk by chunk (ReLU and pooling while the chunk is in
+  cache; the pooled gradient never exists as a full-size array, and the ReLU backward runs
+  on the pooled gradient, a quarter of the elements of a 2x2 pool);
+* passes that are not GEMMs (copies, pooling, ReLU, epilogues, optimizer updates) split
+  over the thread pool of :mod:`~gpunet.backend.threads` by samples, channels or elements:
+  each part runs the same operations, so results do not depend on the thread count;
 * ``np.dot`` where ``np.matmul`` would miss BLAS (an inner dimension of 1);
 * scratch arrays (column buffers, masks) come from a small per-thread workspace that is
   reused across calls, and masks are built in cache-sized blocks: fresh memory costs
@@ -32,6 +36,7 @@ import threading
 import numpy as np
 import numpy.typing
 
+from . import threads
 from .geometry import ConvGeometry, PoolGeometry
 from .ops import ConvSaved, Ops, chunks
 
@@ -58,6 +63,24 @@ SMALL = 2048
 
 #: Scratch arrays larger than this are not kept between calls.
 SCRATCH_KEEP_BYTES = 64 * 2**20
+
+#: Temporaries up to this size are allocated fresh (the allocator reuses them without page
+#: faults); larger ones come from the per-thread scratch.
+SMALL_TEMP_BYTES = 64 * 2**10
+
+#: Bytes of a pass below which it is not split over threads (a hand-off costs tens of us).
+PART_BYTES = 256 * 2**10
+
+
+def _item_bytes(a: np.ndarray) -> int:
+    """Bytes of ``a[i]`` (also for an empty ``a``)."""
+    return a.itemsize * math.prod(a.shape[1:])
+
+
+def _split(fn, n: int, item_bytes: int) -> None:
+    """``fn(start, stop)`` over ``range(n)`` (items of ``item_bytes``), split over the thread
+    pool (:mod:`~gpunet.backend.threads`) in parts of at least PART_BYTES."""
+    threads.parallel(fn, n, -(-PART_BYTES // max(item_bytes, 1)))
 
 
 class _Scratch(threading.local):
@@ -192,26 +215,40 @@ class ConvColumns:
         m = xs.shape[0]
         cols = buf[: self.k * m * self.cols_per_sample].reshape(self.k, m * self.cols_per_sample)
         if not self.rows_mode:
-            _im2col_into(cols.reshape(self.c, self.kh, self.kw, m, self.oh, self.ow), xs, self.geo)
+            cols6 = cols.reshape(self.c, self.kh, self.kw, m, self.oh, self.ow)
+            _split(lambda a, z: _im2col_into(cols6[a:z], xs[:, a:z], self.geo), self.c, _item_bytes(cols6))
             return cols
         ph, pw = self.geo.pad
-        work[:m, :, ph : ph + self.h, pw : pw + self.w] = xs
-        runs = self._runs(work, 0, (self.c, self.kh, self.kw, m, self.cols_per_sample), "cijnp")
-        np.copyto(cols.reshape(self.c, self.kh, self.kw, m, self.cols_per_sample), runs)
+        cols5 = cols.reshape(self.c, self.kh, self.kw, m, self.cols_per_sample)
+        runs = self._runs(work, 0, cols5.shape, "cijnp")
+
+        def copy(a: int, z: int):  # channels a..z: pad them, then copy their runs
+            work[:m, a:z, ph : ph + self.h, pw : pw + self.w] = xs[:, a:z]
+            np.copyto(cols5[a:z], runs[a:z])
+
+        _split(copy, self.c, _item_bytes(cols5))
         return cols
 
     def output_view(self, prod: np.ndarray, m: int) -> np.ndarray:
         """(m, F, OH, OW) view of a chunk's GEMM product (F, m * cols_per_sample)."""
         return prod.reshape(self.f, m, self.oh, self.row)[..., : self.ow].transpose(1, 0, 2, 3)
 
-    def gradient_rows(self, dout: np.ndarray, buf: np.ndarray) -> np.ndarray:
-        """dout (m, F, OH, OW) as (F, m * cols_per_sample); zeros in the discarded entries."""
-        m = dout.shape[0]
+    def gradient_rows(self, dout_part, start: int, m: int, buf: np.ndarray, sums: np.ndarray):
+        """The gradient of samples start..start+m as GEMM rows (F, m * cols_per_sample), zeros
+        in the discarded entries, and as an (m, F, OH, OW) view of them; ``sums[:m]`` (F
+        columns) gets each sample's sum over OH*OW. ``dout_part(a, k)`` gives the gradient
+        (k, F, OH, OW) of samples a..a+k; it is called over parts of the samples in parallel."""
         d = buf[: self.f * m * self.cols_per_sample].reshape(self.f, m, self.oh, self.row)
-        if self.row > self.ow:
-            d[..., self.ow :] = 0
-        np.copyto(d[..., : self.ow], dout.transpose(1, 0, 2, 3))
-        return d.reshape(self.f, m * self.cols_per_sample)
+
+        def rows(a: int, z: int):  # samples start+a..start+z
+            g = dout_part(start + a, z - a)
+            np.sum(np.reshape(g, (z - a, self.f, self.oh * self.ow)), axis=2, out=sums[a:z])
+            if self.row > self.ow:
+                d[:, a:z, :, self.ow :] = 0
+            np.copyto(d[:, a:z, :, : self.ow], g.transpose(1, 0, 2, 3))
+
+        _split(rows, m, self.f * self.cols_per_sample * d.itemsize)
+        return d.reshape(self.f, m * self.cols_per_sample), d[..., : self.ow].transpose(1, 0, 2, 3)
 
     def add_columns(self, dx: np.ndarray, dcols: np.ndarray, work) -> None:
         """col2im: dx (m, C, H, W) = the columns dcols (K, m * cols_per_sample) summed back
@@ -219,18 +256,26 @@ class ConvColumns:
         m = dx.shape[0]
         d6 = dcols.reshape(self.c, self.kh, self.kw, m, self.cols_per_sample)
         if not self.rows_mode:
-            dx[...] = 0
-            _col2im_add(dx, d6.reshape(self.c, self.kh, self.kw, m, self.oh, self.ow), self.geo)
+            cols6 = d6.reshape(self.c, self.kh, self.kw, m, self.oh, self.ow)
+
+            def add_strided(a: int, z: int):  # channels a..z
+                dx[:, a:z] = 0
+                _col2im_add(dx[:, a:z], cols6[a:z], self.geo)
+
+            _split(add_strided, self.c, _item_bytes(d6))
             return
-        block = work[:m]
-        block[...] = 0
         dh, dw = self.geo.dilation
-        for i in range(self.kh):
-            for j in range(self.kw):
-                runs = self._runs(work, i * dh * self.wp + j * dw, (self.c, m, self.cols_per_sample), "cnp")
-                np.add(runs, d6[:, i, j], out=runs)
         ph, pw = self.geo.pad
-        dx[...] = block[:, :, ph : ph + self.h, pw : pw + self.w]
+        taps = [self._runs(work, i * dh * self.wp + j * dw, (self.c, m, self.cols_per_sample), "cnp")
+                for i in range(self.kh) for j in range(self.kw)]
+
+        def add(a: int, z: int):  # channels a..z, kernel taps in row-major order
+            work[:m, a:z] = 0
+            for t, runs in enumerate(taps):
+                np.add(runs[a:z], d6[a:z, t // self.kw, t % self.kw], out=runs[a:z])
+            dx[:, a:z] = work[:m, a:z, ph : ph + self.h, pw : pw + self.w]
+
+        _split(add, self.c, _item_bytes(d6))
 
     def transposed(self) -> ConvColumns | None:
         """For stride 1: dx of this convolution is the convolution of dout, padded by
@@ -297,19 +342,28 @@ class NumpyOps(Ops):
         """where(y > 0, dy, 0) into ``out`` (may be dy), by bits, block by block."""
         it = _INT[dy.dtype.itemsize]
         d, yy, o = dy.reshape(-1).view(it), y.reshape(-1), out.reshape(-1).view(it)
-        hit = _scratch.get("relu_hit", min(BLOCK, d.size), np.bool_)
-        mask = _scratch.get("relu_mask", min(BLOCK, d.size), it)
-        for a, z in _blocks(d.size):  # where(y > 0, dy, 0) by bits, temporaries in cache
-            h, m = hit[: z - a], mask[: z - a]
-            np.greater(yy[a:z], 0, out=h)
-            np.negative(h, dtype=it, out=m)
-            np.bitwise_and(d[a:z], m, out=o[a:z])
+
+        def blocks(first: int, last: int):  # blocks first..last of the flat arrays
+            hit = _scratch.get("relu_hit", min(BLOCK, d.size), np.bool_)
+            mask = _scratch.get("relu_mask", min(BLOCK, d.size), it)
+            for a in range(first * BLOCK, min(last * BLOCK, d.size), BLOCK):  # temporaries in cache
+                z = min(a + BLOCK, d.size)
+                h, m = hit[: z - a], mask[: z - a]
+                np.greater(yy[a:z], 0, out=h)
+                np.negative(h, dtype=it, out=m)
+                np.bitwise_and(d[a:z], m, out=o[a:z])
+
+        _split(blocks, -(-d.size // BLOCK), BLOCK * dy.itemsize)
         return out
 
     def relu_(self, x: np.ndarray):
         if not _float(x) or not x.flags.writeable:
             return super().relu_(x)
-        return np.maximum(x, 0.0, out=x)
+        if x.ndim == 0 or not x.flags.c_contiguous:
+            return np.maximum(x, 0.0, out=x)
+        flat = x.reshape(-1)
+        _split(lambda a, z: np.maximum(flat[a:z], 0.0, out=flat[a:z]), flat.size, flat.itemsize)
+        return x
 
     def leaky_relu_backward(self, dy: np.ndarray, x: np.ndarray, slope: float):
         if not _float(dy, x) or dy.shape != x.shape:
@@ -370,9 +424,14 @@ class NumpyOps(Ops):
             m = min(nb, n - s)
             cols = plan.columns(x[s : s + m], work, cols_buf)
             prod = np.matmul(w2, cols, out=prod_buf[: f * cols.shape[1]].reshape(f, cols.shape[1]))
-            np.add(plan.output_view(prod, m), b4, out=out[s : s + m])
-            if epilogue is not None:
-                epilogue(s, out[s : s + m])
+            view = plan.output_view(prod, m)
+
+            def finish(a: int, z: int, s=s, view=view):  # samples s+a..s+z: bias, then the epilogue
+                np.add(view[a:z], b4, out=out[s + a : s + z])
+                if epilogue is not None:
+                    epilogue(s + a, out[s + a : s + z])
+
+            _split(finish, m, _item_bytes(out))
         return out
 
     def conv2d_backward(self, dout: np.ndarray, w: np.ndarray, geo: ConvGeometry, saved: ConvSaved,
@@ -404,14 +463,14 @@ class NumpyOps(Ops):
         dx = np.empty(x.shape, dtype) if compute_dx else None
         cols_buf = _scratch.get("conv_cols", k * nb * plan.cols_per_sample, dtype)
         d_buf = _scratch.get("conv_dout", f * nb * plan.cols_per_sample, dtype)
+        sums = _scratch.get("conv_db", nb * f, dtype).reshape(nb, f)
         work = plan.workspace("conv_pad", nb, dtype)
         transposed = k >= 64  # dw.T = cols @ d2.T is the faster GEMM for long columns (measured)
         acc = db = None
         for s, m in chunks(n, nb):
-            dout = dout_chunk(s, m)
-            part_db = np.sum(np.reshape(dout, (m, f, plan.oh * plan.ow)).sum(axis=2), axis=0)
+            d2, dout = plan.gradient_rows(dout_chunk, s, m, d_buf, sums)  # (F, m * columns per sample)
+            part_db = np.sum(sums[:m], axis=0)
             cols = plan.columns(x[s : s + m], work, cols_buf)
-            d2 = plan.gradient_rows(dout, d_buf)  # (F, m * columns per sample)
             part = np.matmul(cols, d2.T) if transposed else np.matmul(d2, cols.T)
             if acc is None:
                 acc, db = part, part_db
@@ -423,7 +482,8 @@ class NumpyOps(Ops):
             if full is not None:
                 cols_dx = full.columns(dout, full_work, full_cols)
                 prod = np.matmul(w_flip, cols_dx, out=full_prod[: plan.c * cols_dx.shape[1]].reshape(plan.c, -1))
-                np.copyto(dx[s : s + m], full.output_view(prod, m))
+                view = full.output_view(prod, m)
+                _split(lambda a, z, s=s, view=view: np.copyto(dx[s + a : s + z], view[a:z]), m, _item_bytes(dx))
             else:
                 dcols = np.matmul(w2t, d2, out=dcols_buf[: k * d2.shape[1]].reshape(k, d2.shape[1]))
                 plan.add_columns(dx[s : s + m], dcols, dwork)
@@ -431,7 +491,30 @@ class NumpyOps(Ops):
         dw = np.ascontiguousarray(acc.T) if transposed else acc
         return dx, dw.reshape(w.shape), db
 
-    # --- conv - relu - max pool, fused chunk by chunk ---------------------------------
+    # --- conv - relu [- max pool], fused chunk by chunk ---------------------------------
+    def conv_relu_forward(self, x: np.ndarray, w: np.ndarray, b: np.ndarray, geo: ConvGeometry, budget=None):
+        if not _float(x, w, b):
+            return super().conv_relu_forward(x, w, b, geo, budget)
+
+        def relu(s: int, chunk: np.ndarray):  # while the chunk of conv output is in cache
+            np.maximum(chunk, 0.0, out=chunk)
+
+        return self._conv_forward(x, w, b, ConvColumns(geo), budget, relu), ConvSaved(x=x)
+
+    def conv_relu_backward(self, dout: np.ndarray, s: np.ndarray, w: np.ndarray, geo: ConvGeometry,
+                           saved: ConvSaved, compute_dx: bool = True, budget=None):
+        x = saved.x
+        if (x is None or not _float(dout, s, w, x) or dout.shape != s.shape
+                or not (dout.flags.c_contiguous and s.flags.c_contiguous)):
+            return super().conv_relu_backward(dout, s, w, geo, saved, compute_dx, budget)
+        per = math.prod(s.shape[1:])
+
+        def gradient(start: int, m: int):  # ReLU backward of samples start..start+m, into scratch
+            ds = _scratch.get("cr_ds", m * per, s.dtype).reshape((m,) + s.shape[1:])
+            return self._relu_backward_into(dout[start : start + m], s[start : start + m], ds)
+
+        return self._conv_backward(gradient, x, w, ConvColumns(geo), compute_dx, budget)
+
     def conv_relu_pool_forward(self, x: np.ndarray, w: np.ndarray, b: np.ndarray, geo: ConvGeometry,
                                pool: PoolGeometry, budget=None):
         if not _float(x, w, b) or pool.kernel == (1, 1):
@@ -453,15 +536,19 @@ class NumpyOps(Ops):
                 or _has_nan(out)):
             return super().conv_relu_pool_backward(dout, s, out, w, geo, pool, saved, compute_dx, budget)
         tiles = pool.tiles
-        per = math.prod(s.shape[1:])
+        per, pooled_per = math.prod(s.shape[1:]), math.prod(out.shape[1:])
 
-        def gradient(start: int, m: int):  # pool backward, then ReLU backward, of samples start..start+m
+        def gradient(start: int, m: int):  # ReLU backward, then pool backward, of samples start..start+m
+            # ReLU backward on the pooled level: each gradient goes to a position p of s holding its
+            # window's maximum, s[p] = out[window], so where(s > 0, ., 0) after routing is
+            # where(out > 0, dout, 0) before it, bit for bit, on a quarter of the elements (2x2 pool)
+            end = start + m
+            live = _scratch.get("crp_dout", m * pooled_per, s.dtype).reshape((m,) + out.shape[1:])
+            self._relu_backward_into(dout[start:end], out[start:end], live)
             ds = _scratch.get("crp_ds", m * per, s.dtype).reshape((m,) + s.shape[1:])
             if not tiles:
                 ds[...] = 0
-            self._max_pool_backward_into(dout[start : start + m], s[start : start + m], out[start : start + m],
-                                         pool, ds, tiles)
-            return self._relu_backward_into(ds, s[start : start + m], ds)
+            return self._max_pool_backward_into(live, s[start:end], out[start:end], pool, ds, tiles)
 
         return self._conv_backward(gradient, x, w, ConvColumns(geo), compute_dx, budget)
 
@@ -476,9 +563,14 @@ class NumpyOps(Ops):
     def _max_pool_into(x: np.ndarray, geo: PoolGeometry, out: np.ndarray) -> np.ndarray:
         """Max over the kh*kw (>= 2) window offsets, row-major as the generic loop, into out."""
         first, second, *rest = geo.windows()
-        np.maximum(x[first], x[second], out=out)
-        for region in rest:
-            np.maximum(out, x[region], out=out)
+
+        def pool(a: int, z: int):  # samples a..z
+            xs, o = x[a:z], out[a:z]
+            np.maximum(xs[first], xs[second], out=o)
+            for region in rest:
+                np.maximum(o, xs[region], out=o)
+
+        _split(pool, x.shape[0], _item_bytes(x))
         return out
 
     def max_pool_backward(self, dout: np.ndarray, x: np.ndarray, out: np.ndarray, geo: PoolGeometry):
@@ -493,6 +585,14 @@ class NumpyOps(Ops):
                                 dx: np.ndarray, tiles: bool) -> np.ndarray:
         """Route dout to the first maximum of each window (no NaN in ``out``), into dx
         (zeros unless ``tiles``)."""
+        _split(lambda a, z: NumpyOps._max_pool_backward_part(dout[a:z], x[a:z], out[a:z], geo, dx[a:z], tiles),
+               dout.shape[0], _item_bytes(x))
+        return dx
+
+    @staticmethod
+    def _max_pool_backward_part(dout: np.ndarray, x: np.ndarray, out: np.ndarray, geo: PoolGeometry,
+                                dx: np.ndarray, tiles: bool) -> None:
+        """:meth:`_max_pool_backward_into` of some samples, in one thread."""
         it = _INT[dout.dtype.itemsize]
         n, per = dout.shape[0], math.prod(dout.shape[1:])
         nb = max(1, min(n, BLOCK // max(per, 1)))  # samples per block: temporaries in cache
@@ -516,7 +616,6 @@ class NumpyOps(Ops):
                     np.add(target, sel.view(dout.dtype), out=target)
                 if k + 1 < len(offsets):
                     rest ^= sel  # routed: only the first maximum of a window gets the gradient
-        return dx
 
     def avg_pool(self, x: np.ndarray, geo: PoolGeometry):
         if not _float(x) or geo.kernel == (1, 1):
@@ -550,46 +649,74 @@ class NumpyOps(Ops):
         return np.dot(a.T, b)  # BLAS even for an inner dimension of 1, where matmul loops
 
     # --- optimizer updates (in place, the generic order of operations) ------------------
-    # Temporaries are reused scratch arrays, so an update allocates nothing. (Cache-sized
-    # blocks were measured slower: two ufunc calls per 64K elements cost more than the
-    # memory traffic they save.)
+    # Temporaries are reused scratch arrays, so an update allocates nothing; contiguous
+    # arrays are split over the thread pool. (Cache-sized blocks were measured slower: two
+    # ufunc calls per 64K elements cost more than the memory traffic they save.)
     def sgd(self, w: np.ndarray, dw: np.ndarray, lr: float):
         if not _updatable(w, dw):
             return super().sgd(w, dw, lr)
-        (step,) = _update_scratch(w, 1)
-        np.multiply(dw, lr, out=step)
-        np.subtract(w, step, out=w)
+
+        def step(w, dw, tmp):
+            np.multiply(dw, lr, out=tmp)
+            np.subtract(w, tmp, out=w)
+
+        _update(step, 1, w, dw)
         return w
 
     def sgd_momentum(self, w: np.ndarray, dw: np.ndarray, v: np.ndarray, lr: float, momentum: float):
         if not _updatable(w, dw, v):
             return super().sgd_momentum(w, dw, v, lr, momentum)
-        (step,) = _update_scratch(w, 1)
-        np.multiply(dw, lr, out=step)
-        v *= momentum
-        v -= step
-        w += v
+
+        def step(w, dw, v, tmp):
+            np.multiply(dw, lr, out=tmp)
+            v *= momentum
+            v -= tmp
+            w += v
+
+        _update(step, 1, w, dw, v)
         return w
 
     def adam(self, w: np.ndarray, dw: np.ndarray, m: np.ndarray, v: np.ndarray, t: int, lr: float, beta1: float, beta2: float, eps: float):
         if not _updatable(w, dw, m, v):
             return super().adam(w, dw, m, v, t, lr, beta1, beta2, eps)
-        tmp, step = _update_scratch(w, 2)
-        np.multiply(dw, 1 - beta1, out=tmp)
-        m *= beta1
-        m += tmp
-        np.multiply(dw, dw, out=tmp)
-        tmp *= 1 - beta2
-        v *= beta2
-        v += tmp
-        np.divide(m, 1 - beta1**t, out=step)
-        step *= lr
-        np.divide(v, 1 - beta2**t, out=tmp)
-        np.sqrt(tmp, out=tmp)
-        tmp += eps
-        step /= tmp
-        w -= step
+
+        def step(w, dw, m, v, tmp, delta):
+            np.multiply(dw, 1 - beta1, out=tmp)
+            m *= beta1
+            m += tmp
+            np.multiply(dw, dw, out=tmp)
+            tmp *= 1 - beta2
+            v *= beta2
+            v += tmp
+            np.divide(m, 1 - beta1**t, out=delta)
+            delta *= lr
+            np.divide(v, 1 - beta2**t, out=tmp)
+            np.sqrt(tmp, out=tmp)
+            tmp += eps
+            delta /= tmp
+            w -= delta
+
+        _update(step, 2, w, dw, m, v)
         return w
+
+
+def _update(step, temps: int, *arrays: np.ndarray) -> None:
+    """``step(*arrays, *scratch)`` with ``temps`` scratch arrays shaped like the arrays; split
+    over the thread pool into flat parts when every array is C-contiguous."""
+    w = arrays[0]
+    nbytes = w.size * w.itemsize
+    if nbytes <= SMALL_TEMP_BYTES:  # fresh temporaries cost less than scratch bookkeeping here
+        step(*arrays, *(np.empty(w.shape, w.dtype) for _ in range(temps)))
+        return
+    if nbytes < 2 * PART_BYTES or not all(a.flags.c_contiguous for a in arrays):
+        step(*arrays, *_update_scratch(w, temps))
+        return
+    flat = [a.reshape(-1) for a in arrays]
+
+    def part(a: int, z: int):
+        step(*(f[a:z] for f in flat), *_update_scratch(flat[0][a:z], temps))
+
+    _split(part, w.size, w.itemsize)
 
 
 def _updatable(w: np.ndarray, *others: np.ndarray) -> bool:

@@ -179,13 +179,22 @@ class Ops:
                     dx[s : s + m, ...] = part_dx
         return dx, xp.reshape(dw, w.shape), db
 
+    def conv_relu_forward(self, x, w, b, geo: ConvGeometry, budget=None):
+        """s = relu(conv(x) + b) (N, F, OH, OW) and the :class:`ConvSaved` of :meth:`conv2d_forward`."""
+        a, saved = self.conv2d_forward(x, w, b, geo, budget)
+        return self.relu_(a), saved  # the convolution's output is ours: rectified in place
+
+    def conv_relu_backward(self, dout, s, w, geo: ConvGeometry, saved: ConvSaved, compute_dx: bool = True,
+                           budget=None):
+        """(dx or None, dw, db) of :meth:`conv_relu_forward` for dout (N, F, OH, OW), from its output s."""
+        return self.conv2d_backward(self.relu_backward(dout, s), w, geo, saved, compute_dx, budget)
+
     def conv_relu_pool_forward(self, x, w, b, geo: ConvGeometry, pool: PoolGeometry, budget=None):
         """s = relu(conv(x) + b) and its max pool over ``pool``.
 
         Returns (s, pooled, saved) with ``saved`` as :meth:`conv2d_forward`'s.
         """
-        a, saved = self.conv2d_forward(x, w, b, geo, budget)
-        s = self.relu_(a)  # the convolution's output is ours: rectified in place
+        s, saved = self.conv_relu_forward(x, w, b, geo, budget)
         return s, self.max_pool(s, pool), saved
 
     def conv_relu_pool_backward(self, dout, s, out, w, geo: ConvGeometry, pool: PoolGeometry, saved: ConvSaved,

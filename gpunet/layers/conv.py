@@ -61,8 +61,18 @@ def get_column_budget() -> int:
     return _column_budget
 
 
+_geometries: dict = {}  # geometries that passed the checks, by shapes and memo_key(conv_param)
+
+
 def conv_geometry(fn: str, x_shape, w_shape, conv_param) -> ConvGeometry:
-    """Check a convolution's parameters against its shapes; returns its geometry."""
+    """Check a convolution's parameters against its shapes; returns its geometry (cached by
+    shapes and parameters: only a combination that passed is skipped)."""
+    memo = _validate.memo_key(conv_param)
+    key = None if memo is None else (tuple(x_shape), tuple(w_shape), memo)
+    return _validate.cached(_geometries, key, lambda: _checked_geometry(fn, x_shape, w_shape, conv_param))
+
+
+def _checked_geometry(fn: str, x_shape, w_shape, conv_param) -> ConvGeometry:
     _validate.keys(fn, "conv_param", conv_param, _KEYS)
     stride = _validate.pair(fn, "conv_param['stride']", conv_param.get("stride", 1), low=1)
     pad = _validate.pair(fn, "conv_param['pad']", conv_param.get("pad", 0), low=0)

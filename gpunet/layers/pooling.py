@@ -18,8 +18,18 @@ from ..backend.geometry import PoolGeometry
 _KEYS = {"pool_height", "pool_width", "stride"}
 
 
+_geometries: dict = {}  # geometries that passed the checks, by shape and memo_key(pool_param)
+
+
 def pool_geometry(fn: str, x_shape, pool_param) -> PoolGeometry:
-    """Check a pooling's parameters against the 4-D ``x_shape``; returns its geometry."""
+    """Check a pooling's parameters against the 4-D ``x_shape``; returns its geometry (cached
+    by shape and parameters: only a combination that passed is skipped)."""
+    memo = _validate.memo_key(pool_param)
+    key = None if memo is None else (tuple(x_shape), memo)
+    return _validate.cached(_geometries, key, lambda: _checked_geometry(fn, x_shape, pool_param))
+
+
+def _checked_geometry(fn: str, x_shape, pool_param) -> PoolGeometry:
     _validate.keys(fn, "pool_param", pool_param, _KEYS, {"pool_height", "pool_width"})
     kh = _validate.integer("pool_param['pool_height']", pool_param["pool_height"], low=1, fn=fn)
     kw = _validate.integer("pool_param['pool_width']", pool_param["pool_width"], low=1, fn=fn)

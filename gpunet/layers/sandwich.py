@@ -28,16 +28,22 @@ def affine_relu_backward(dout, cache, compute_dx: bool = True):
 
 
 def conv_relu_forward(x, w, b, conv_param):
-    """relu(conv(x)). Returns out (N, F, OH, OW) and cache."""
-    a, conv_cache = conv_forward(x, w, b, conv_param)
-    out, relu_cache = relu_forward(a)
-    return out, (conv_cache, relu_cache)
+    """relu(conv(x)). Returns out (N, F, OH, OW) and cache.
+
+    One primitive, ``get_ops(xp).conv_relu_forward`` (NumPy: ReLU of each chunk of the
+    convolution while it is in cache).
+    """
+    xp, geo = checked_inputs("conv_forward", x, w, b, conv_param)
+    s, saved = get_ops(xp).conv_relu_forward(x, w, b, geo, _conv.get_column_budget())
+    return s, ((w, geo, saved), s)
 
 
 def conv_relu_backward(dout, cache, compute_dx: bool = True):
     """Gradients (dx, dw, db) of :func:`conv_relu_forward`."""
-    conv_cache, relu_cache = cache
-    return conv_backward(relu_backward(dout, relu_cache), conv_cache, compute_dx)
+    (w, geo, saved), s = cache
+    xp = _validate.float_inputs("relu_backward", dout=dout, x=s)  # relu_backward's checks
+    _validate.shape("relu_backward", "dout", dout, s.shape, "the shape of x")
+    return get_ops(xp).conv_relu_backward(dout, s, w, geo, saved, compute_dx, _conv.get_column_budget())
 
 
 def conv_relu_pool_forward(x, w, b, conv_param, pool_param):

@@ -137,6 +137,7 @@ class Sequential(Module):
             if not isinstance(layer, Module):
                 raise TypeError(f"Sequential: layer {i} is a {type(layer).__name__}, not a gpunet.nn.Module")
         self.layers = list(layers)
+        self._blocks: list = []  # the forward pass's fused blocks, for the backward pass
 
     def children(self):
         return self.layers
@@ -148,14 +149,18 @@ class Sequential(Module):
         return len(self.layers)
 
     def forward(self, x):
-        for layer in self.layers:
-            x = layer.forward(x)
+        """Apply the layers in order; Conv2d -> ReLU [-> MaxPool2d] and Linear -> ReLU run as
+        one fused primitive of ``gpunet.layers`` (same results; see :func:`fused_blocks`)."""
+        self._blocks = fused_blocks(self.layers)
+        for block in self._blocks:
+            x = block.forward(x)
         return x
 
     def backward(self, dout, compute_dx: bool = True):
         """Backpropagate through all layers; ``compute_dx=False`` spares the first layer's dx."""
-        for i in range(len(self.layers) - 1, -1, -1):
-            dout = self.layers[i].backward(dout, compute_dx=compute_dx or i > 0)
+        blocks = self._blocks or [_Single(layer) for layer in self.layers]
+        for i in range(len(blocks) - 1, -1, -1):
+            dout = blocks[i].backward(dout, compute_dx=compute_dx or i > 0)
         self.grads = {}
         for i, layer in enumerate(self.layers):
             for name, g in layer.grads.items():
@@ -165,3 +170,92 @@ class Sequential(Module):
     def extra_repr(self):
         return "\n  " + ",\n  ".join(map(repr, self.layers)) + "\n" if self.layers else ""
 
+
+# --- fusion: runs of layers that one primitive of gpunet.layers computes at once -------------
+class _Single:
+    """One layer on its own."""
+
+    def __init__(self, layer: Module):
+        self.layer = layer
+
+    def forward(self, x):
+        return self.layer.forward(x)
+
+    def backward(self, dout, compute_dx: bool = True):
+        return self.layer.backward(dout, compute_dx=compute_dx)
+
+
+class _Fused:
+    """``first`` (a Linear or Conv2d) followed by a ReLU (and, for ``kind`` "conv_relu_pool",
+    a MaxPool2d) through the sandwich layer of ``kind``; the gradients go to ``first.grads``
+    as its own backward would put them. A layer without a bias gets a zero bias whose
+    gradient is dropped."""
+
+    def __init__(self, kind: str, first: Module, pool: Module | None = None):
+        self.kind, self.first, self.pool = kind, first, pool
+        self.cache = None
+
+    def forward(self, x):
+        from .. import layers as F
+
+        first = self.first
+        b = getattr(first, "b", None)
+        if b is None:
+            b = _zero_bias(first.W)
+        if self.kind == "linear_relu":
+            out, self.cache = F.affine_relu_forward(x, first.W, b)
+        elif self.kind == "conv_relu":
+            out, self.cache = F.conv_relu_forward(x, first.W, b, first.conv_param)
+        else:
+            out, self.cache = F.conv_relu_pool_forward(x, first.W, b, first.conv_param, self.pool.pool_param)
+        return out
+
+    def backward(self, dout, compute_dx: bool = True):
+        from .. import layers as F
+
+        if self.cache is None:
+            raise RuntimeError(f"{type(self.first).__name__}.backward called before forward")
+        cache, self.cache = self.cache, None
+        backward = {"linear_relu": F.affine_relu_backward, "conv_relu": F.conv_relu_backward,
+                    "conv_relu_pool": F.conv_relu_pool_backward}[self.kind]
+        dx, dw, db = backward(dout, cache, compute_dx)
+        self.first.grads["W"] = dw
+        if getattr(self.first, "b", None) is not None:
+            self.first.grads["b"] = db
+        return dx
+
+
+def _zero_bias(w):
+    from ..backend.namespace import zeros
+
+    return zeros((w.shape[0] if w.ndim == 4 else w.shape[1],), like=w)
+
+
+def _layer_class(layer: Module) -> str | None:
+    """The name of a layer's class if it is one of gpunet.nn.layers' own (named, not
+    imported: that module imports this one)."""
+    cls = type(layer)
+    return cls.__name__ if cls.__module__ == _LAYERS_MODULE else None
+
+
+_LAYERS_MODULE = __name__.rsplit(".", 1)[0] + ".layers"
+
+
+def fused_blocks(layers: list[Module]) -> list:
+    """The layers grouped for :class:`Sequential`: Conv2d -> ReLU -> MaxPool2d, Conv2d -> ReLU
+    and Linear -> ReLU (exactly these classes, not subclasses, which may change what a layer
+    does) each become one fused block, every other layer a block of its own."""
+    blocks: list = []
+    i = 0
+    while i < len(layers):
+        kinds = [_layer_class(layer) for layer in layers[i : i + 3]]
+        if kinds == ["Conv2d", "ReLU", "MaxPool2d"]:
+            blocks.append(_Fused("conv_relu_pool", layers[i], layers[i + 2]))
+            i += 3
+        elif kinds[:2] in (["Conv2d", "ReLU"], ["Linear", "ReLU"]):
+            blocks.append(_Fused("conv_relu" if kinds[0] == "Conv2d" else "linear_relu", layers[i]))
+            i += 2
+        else:
+            blocks.append(_Single(layers[i]))
+            i += 1
+    return blocks
