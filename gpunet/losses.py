@@ -54,6 +54,8 @@ def _class_inputs(fn: str, x, y):
     xp = _validate.float_inputs(fn, x=x)
     _validate.ndim(fn, "x", x, 2, "(N, C) of class scores")
     n, c = x.shape
+    if c == 0:
+        raise ValueError(f"{fn}: scores x must have at least one class column, got shape {tuple(x.shape)}")
     if hasattr(y, "dtype"):
         get_array_module(x, y)  # arrays of two backends: the TypeError that names both
     if not hasattr(y, "dtype") or not xp.isdtype(y.dtype, "integral"):
@@ -152,7 +154,8 @@ def bce_loss(probs, y, reduction: str = "mean", individual_losses: bool = False)
     machine epsilon, at least 1e-12) so the loss stays finite. ``individual_losses=True`` (the
     I2DL name) is ``reduction="none"``. Returns loss and dx (shape of probs)."""
     fn = "bce_loss"
-    reduction = "none" if individual_losses else _reduction(fn, reduction)
+    reduction = "none" if _validate.boolean("individual_losses", individual_losses, fn=fn) \
+        else _reduction(fn, reduction)
     xp, dtype, p, t = _pairwise(fn, probs, y, "probs", "y")
     inside = _unit_interval(fn, xp, ("probabilities probs", probs), ("targets y", y))
     eps = max(1e-12, float(xp.finfo(dtype).eps))

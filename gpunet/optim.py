@@ -73,9 +73,10 @@ _ALIASES = {"lr": "learning_rate", "eps": "epsilon", "mu": "momentum", "decay": 
             "alpha": "decay_rate", "rho": "decay_rate", "wd": "weight_decay"}
 
 
-def check_config(rule: str, config: dict) -> None:
-    """Raise ``ValueError`` for keys ``rule`` does not accept, and an ``ArgumentError`` (a
-    ``ValueError`` and a ``TypeError``) for values that are not finite numbers in range."""
+def check_config(rule: str, config: dict) -> dict[str, float]:
+    """``config``'s hyperparameters as Python floats. Raises ``ValueError`` for keys ``rule``
+    does not accept, and an ``ArgumentError`` (a ``ValueError`` and a ``TypeError``) for
+    values that are not finite numbers in range."""
     accepted = tuple(DEFAULTS[rule]) + STATE_KEYS[rule]
     unknown = [k for k in config if k not in accepted]
     if unknown:
@@ -92,10 +93,10 @@ def check_config(rule: str, config: dict) -> None:
             f"unknown optim_config key(s) {unknown} for update rule {rule!r}{hint}; "
             f"accepted keys: {list(accepted)}"
         )
-    for key in DEFAULTS[rule]:
-        if key in config:  # a Python or NumPy scalar: a device array would force a host sync
-            _validate.real(f"optim_config[{key!r}]", config[key], **_RANGES[key])
     _check_step_count(config)
+    # a Python or NumPy scalar (a device array would force a host sync), kept as a Python float
+    return {key: _validate.real(f"optim_config[{key!r}]", config[key], **_RANGES[key])
+            for key in DEFAULTS[rule] if key in config}
 
 
 def _check_step_count(config: dict) -> None:
@@ -123,7 +124,8 @@ def with_defaults(rule: str, config: dict | None) -> dict:
         config = {}
     elif not isinstance(config, dict):
         raise TypeError(f"config must be a dict or None, got {type(config).__name__}")
-    _validate.cached(_checked, _config_key(rule, config), lambda: check_config(rule, config), size=1024)
+    config.update(_validate.cached(_checked, _config_key(rule, config), lambda: check_config(rule, config),
+                                   size=1024))
     if "t" in config:  # changes every step: checked every time
         _check_step_count(config)
     for key, value in DEFAULTS[rule].items():
@@ -133,6 +135,7 @@ def with_defaults(rule: str, config: dict | None) -> dict:
 
 def _prepare(rule: str, w, dw, config):
     config = with_defaults(rule, config)
+    _validate.float_inputs(rule, w=w), _validate.float_inputs(rule, dw=dw)  # float arrays
     xp = get_array_module(w, dw)  # raises TypeError naming both backends if they differ
     if tuple(dw.shape) != tuple(w.shape):
         raise ValueError(
@@ -144,6 +147,9 @@ def _prepare(rule: str, w, dw, config):
             f"{rule}: gradient dtype {dw.dtype} differs from parameter dtype {w.dtype}; "
             "compute the gradient in the parameter's dtype (nothing is cast silently)"
         )
+    if not getattr(getattr(w, "flags", None), "writeable", True):  # NumPy's read-only arrays
+        raise ValueError(f"{rule}: the parameter w is read-only, and updates happen in place; "
+                         "pass a writeable copy (w.copy())")
     return xp, config
 
 
@@ -154,7 +160,7 @@ def _state(config: dict, key: str, w):
         s = zeros(w.shape, like=w)
         config[key] = s
         return s
-    get_array_module(w, s)
+    _validate.float_inputs(f"optimizer state {key!r}", w=w, **{key: s})
     if tuple(s.shape) != tuple(w.shape) or s.dtype != w.dtype:
         raise ValueError(
             f"optimizer state {key!r} has shape {tuple(s.shape)} and dtype {s.dtype}, but the "

@@ -87,15 +87,16 @@ def outcome(run, oracle, value) -> str:
 
 
 def same(a, b) -> bool:
-    """Deep equality of results (arrays by dtype, shape and values)."""
+    """Deep equality of results (arrays by dtype, shape and values; NaN equals NaN)."""
     if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
         a, b = np.asarray(a), np.asarray(b)
-        return a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b)
+        nan_ok = a.dtype.kind in "fc"  # array_equal's equal_nan refuses other dtypes
+        return a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b, equal_nan=nan_ok)
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
         return type(a) is type(b) and len(a) == len(b) and all(map(same, a, b))
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
-    return type(a) is type(b) and a == b
+    return type(a) is type(b) and (a == b or (isinstance(a, float) and a != a and b != b))
 
 
 # --- IDX files -------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 from importlib import metadata
 from pathlib import Path
 
@@ -24,6 +25,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+import gpunet
 from gpunet import _install
 from gpunet.backend import cupy_probe, info
 
@@ -285,3 +287,13 @@ def test_every_data_file_is_package_data():
         relative = path.relative_to(package_dir).as_posix()
         assert any(fnmatch.fnmatch(relative, p) for p in patterns.get(package, ())), \
             f"{path.relative_to(REPO)} is not in setup.cfg [options.package_data] {package}"
+
+
+def test_a_folder_named_gpunet_in_the_working_directory_does_not_shadow_the_package(tmp_path):
+    # After `git clone ... gpunet && pip install -e gpunet`, the clone's parent folder holds a
+    # folder `gpunet` without an __init__.py: Python must still import the installed package
+    # (an editable install's import hook ranks below such a namespace package; a path does not).
+    (tmp_path / "gpunet").mkdir()
+    out = subprocess.run([sys.executable, "-c", "import gpunet; print(gpunet.__file__)"], cwd=tmp_path,
+                         capture_output=True, text=True, check=True).stdout.strip()
+    assert out == str(Path(gpunet.__file__)), out

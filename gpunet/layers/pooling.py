@@ -64,14 +64,14 @@ def max_pool_backward(dout, cache):
 
 def avg_pool_forward(x, pool_param):
     """Average pooling of x (N, C, H, W); pool_param as for :func:`max_pool_forward`.
-    Returns out (N, C, OH, OW) and cache."""
+    Returns out (N, C, OH, OW) and cache (x, geometry)."""
     xp, geo = _checked("avg_pool_forward", x, pool_param)
-    return get_ops(xp).avg_pool(x, geo), geo
+    return get_ops(xp).avg_pool(x, geo), (x, geo)
 
 
 def avg_pool_backward(dout, cache):
     """dx (N, C, H, W) of average pooling: dout / (kh*kw) to every element of its window."""
-    geo = cache
-    xp = _validate.float_inputs("avg_pool_backward", dout=dout)
+    x, geo = cache
+    xp = _validate.float_inputs("avg_pool_backward", dout=dout, x=x)
     _validate.shape("avg_pool_backward", "dout", dout, geo.out_shape, "(N, C, OH, OW) of the forward pass")
     return get_ops(xp).avg_pool_backward(dout, geo)
