@@ -70,7 +70,9 @@ def _class_inputs(fn: str, x, y):
         lo, hi = int(y.min()), int(y.max())
         if lo < 0 or hi >= c:
             bad = int(y[(y < 0) | (y >= c)][0])
-            raise ValueError(f"{fn}: labels must be in [0, {c}) for {c} classes, got {bad} (y ranges over [{lo}, {hi}])")
+            raise ValueError(
+                f"{fn}: labels must be in [0, {c}) for {c} classes, got {bad} (y ranges over [{lo}, {hi}])"
+            )
     dtype, x = x.dtype, _widen(xp, x)
     classes = arange(c, like=x, dtype=y.dtype)
     onehot = xp.astype(xp.reshape(y, (n, 1)) == classes, x.dtype)  # all-zero row for a bad label

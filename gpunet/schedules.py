@@ -164,6 +164,7 @@ def make_schedule(lr_schedule=None, *, lr_decay: float = 1.0, num_epochs: int = 
             f"lr_decay={lr_decay} only applies to the step schedule, but lr_schedule="
             f"{lr_schedule!r} was given; pass one of them"
         )
+    sched: Schedule
     if lr_schedule is None or lr_schedule == "step":
         sched = StepDecay(lr_decay)
     elif lr_schedule == "cosine":

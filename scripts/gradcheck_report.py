@@ -39,7 +39,8 @@ def main() -> None:
     from test_losses import CASES as LOSS_CASES
 
     rows = [(case.name, lambda case=case: layer_error(case)) for case in CASES]
-    rows += [(f"loss: {name}", lambda fn=fn, make=make: loss_error(fn, make)) for name, (fn, make) in LOSS_CASES.items()]
+    rows += [(f"loss: {name}", lambda fn=fn, make=make: loss_error(fn, make))
+             for name, (fn, make) in LOSS_CASES.items()]
     print("| gradient | " + " | ".join(BACKENDS) + " |")
     print("|---|" + "---:|" * len(BACKENDS))
     for name, error in rows:

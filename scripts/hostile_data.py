@@ -43,8 +43,8 @@ from hypothesis import strategies as st
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gpunet._validate import ArgumentError
-from gpunet.data import (
+from gpunet._validate import ArgumentError  # noqa: E402 (after the sys.path line)
+from gpunet.data import (  # noqa: E402
     DataFormatError,
     DatasetNotFoundError,
     load_cifar_batch,

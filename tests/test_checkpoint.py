@@ -50,7 +50,7 @@ def test_file_is_plain_npz_loadable_without_pickle(tmp_path):
         assert z[checkpoint.META_KEY].dtype.kind == "U" and z[checkpoint.META_KEY].shape == ()
 
 
-def _fail_midway(monkeypatch, exc=OSError("disk full")):
+def _fail_midway(monkeypatch, exc=OSError("disk full")):  # noqa: B008 (never mutated)
     """Make the next checkpoint write put some bytes on disk, then crash."""
 
     def broken(f, payload):

@@ -18,11 +18,11 @@ import pytest
 
 import gpunet
 import gpunet.data
+from gpunet._install import clone_install
 from gpunet.backend import cupy_status
 from gpunet.backend.switch import _reset_for_tests
 from gpunet.checkpoint import load_npz
 from gpunet.cli import main
-from gpunet._install import clone_install
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -90,7 +90,8 @@ def test_svm_and_softmax_loss_values(put):
         assert type(loss) is float  # CS231n returns a plain number
         assert loss == pytest.approx(published, rel=1e-13)
         xh = x.copy()  # the numeric reference on the host
-        assert rel_error(dx, eval_numerical_gradient(lambda _: loss_fn(xh, y)[0], xh, verbose=False)) < 1e-8
+        num = eval_numerical_gradient(lambda _: loss_fn(xh, y)[0], xh, verbose=False)  # noqa: B023 (used at once)
+        assert rel_error(dx, num) < 1e-8
 
 
 def test_two_layer_net_cell_verbatim(backend, put, host):
@@ -144,7 +145,8 @@ def _fc_checks(backend, put, make, published, grad_bounds=()):
         assert model.loss(Xd, yd)[0] == loss  # dropout masks are fixed by the seed
         assert set(grads) == set(model.params)
         for name in sorted(grads) if backend == "numpy" and setting in grad_bounds else ():
-            num = eval_numerical_gradient(lambda _: model.loss(Xd, yd)[0], model.params[name], verbose=False, h=1e-5)
+            num = eval_numerical_gradient(lambda _: model.loss(Xd, yd)[0],  # noqa: B023 (used at once)
+                                          model.params[name], verbose=False, h=1e-5)
             assert rel_error(num, grads[name]) < dict(grad_bounds)[setting], (setting, name)
 
 
@@ -270,7 +272,8 @@ def test_batchnorm_backward_alt_agrees(put):
 
 
 def test_fully_connected_net_with_batchnorm(backend, put):
-    _fc_checks(backend, put, lambda reg, kw, hidden: FullyConnectedNet(hidden, reg=reg, normalization="batchnorm", **kw),
+    _fc_checks(backend, put,
+               lambda reg, kw, hidden: FullyConnectedNet(hidden, reg=reg, normalization="batchnorm", **kw),
                {0: 2.2611955101340957, 3.14: 6.996533220108303})
 
 
@@ -314,7 +317,8 @@ def test_dropout_backward_numeric(put):
 def test_fully_connected_net_with_dropout(backend, put):
     """Issue 13.3: the seed fixes the mask, so the gradient check works (it showed 1.0).
     (The keep=1 model is the plain one: its gradients are checked in test_models.py.)"""
-    _fc_checks(backend, put, lambda keep, kw, hidden: FullyConnectedNet(hidden, dropout_keep_ratio=keep, seed=123, **kw),
+    _fc_checks(backend, put,
+               lambda keep, kw, hidden: FullyConnectedNet(hidden, dropout_keep_ratio=keep, seed=123, **kw),
                {1: 2.3004790897684924, 0.75: 2.302371489704412, 0.5: 2.3042759220785896},
                {0.75: 1e-5, 0.5: 1e-5})  # printed: 4.76e-06 or less
 
@@ -359,7 +363,8 @@ def test_conv_forward_correct_out(forward, put, host):
 
 def test_conv_backward_naive_numeric(put):
     np.random.seed(231)
-    x, w, b, dout = np.random.randn(4, 3, 5, 5), np.random.randn(2, 3, 3, 3), np.random.randn(2,), np.random.randn(4, 2, 5, 5)
+    x, w, b = np.random.randn(4, 3, 5, 5), np.random.randn(2, 3, 3, 3), np.random.randn(2,)
+    dout = np.random.randn(4, 2, 5, 5)
     _check_backward(put, lambda *a: L.conv_forward_naive(*a, {"stride": 1, "pad": 1}), L.conv_backward_naive,
                     (x, w, b), dout, 1e-7)  # printed: 1.2e-08 or less
 
@@ -415,7 +420,8 @@ def test_fast_layers_agree_with_naive(put):
 
 def test_fast_conv_floors_like_the_naive_loops(put):
     rng = np.random.default_rng(0)
-    x, w, b = put(rng.standard_normal((2, 3, 32, 32))), put(rng.standard_normal((4, 3, 3, 3))), put(rng.standard_normal(4))
+    x, w = put(rng.standard_normal((2, 3, 32, 32))), put(rng.standard_normal((4, 3, 3, 3)))
+    b = put(rng.standard_normal(4))
     conv_param = {"stride": 2, "pad": 0}  # (32 - 3) / 2 is not whole: 15 outputs, the last column unused
     out_naive, _ = L.conv_forward_naive(x, w, b, conv_param)
     out_fast, _ = fast_layers.conv_forward_fast(x, w, b, conv_param)
@@ -527,7 +533,8 @@ def _fake_cifar(directory, per_batch=4):
     directory.mkdir()
     for b, name in enumerate([f"data_batch_{k}" for k in range(1, 6)] + ["test_batch"]):
         images = np.stack([np.stack([np.full((32, 32), 10 * b + i + c) for c in range(3)]) for i in range(per_batch)])
-        batch = {b"data": images.reshape(per_batch, 3072).astype(np.uint8), b"labels": [(b + i) % 10 for i in range(per_batch)]}
+        batch = {b"data": images.reshape(per_batch, 3072).astype(np.uint8),
+                 b"labels": [(b + i) % 10 for i in range(per_batch)]}
         (directory / name).write_bytes(pickle.dumps(batch, protocol=2))
     return directory
 

@@ -73,7 +73,8 @@ def test_sigmoid_forward_correct_out_and_backward(put, host):
     assert rel_error(sigmoid_backward(put(dout), cache), _numeric(lambda a: sigmoid_forward(a)[0], x, dout)) < 1e-8
 
 
-@pytest.mark.parametrize("layer", [Sigmoid(), Relu(), LeakyRelu(slope=0.1), Tanh()], ids=lambda l: type(l).__name__)
+@pytest.mark.parametrize("layer", [Sigmoid(), Relu(), LeakyRelu(slope=0.1), Tanh()],
+                         ids=lambda layer: type(layer).__name__)
 def test_activation_objects_forward_backward(layer, put, host):
     rng = np.random.default_rng(3)
     x = rng.standard_normal((6, 7))
@@ -312,7 +313,8 @@ def test_dropout_p_is_the_drop_probability(put, host):
 
 
 def test_dropout_backward_numeric(put):
-    x, dout = np.random.default_rng(10).standard_normal((10, 10)) + 10, np.random.default_rng(11).standard_normal((10, 10))
+    x = np.random.default_rng(10).standard_normal((10, 10)) + 10
+    dout = np.random.default_rng(11).standard_normal((10, 10))
     param = {"mode": "train", "p": 0.8, "seed": 123}
     _, cache = bn_layers.dropout_forward(put(x), param)
     num = _numeric(lambda a: bn_layers.dropout_forward(a, param)[0], x, dout)

@@ -6,14 +6,14 @@ over any geometry, max-pool ties and NaN, and the geometry errors."""
 
 import itertools
 
+import naive
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-import naive
-from gpunet import layers as L
 from tolerances import assert_close
+
+from gpunet import layers as L
 
 FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

@@ -104,7 +104,8 @@ def test_train_val_test_split_keeps_rows_and_labels_together(rng):
 
 
 def test_channel_stats_match_numpy(rng):
-    X = rng.normal(3.0, 2.0, size=(37, 3, 5, 4)).astype(np.float32) * np.array([1, 10, 0.1], dtype=np.float32)[:, None, None]
+    scale = np.array([1, 10, 0.1], dtype=np.float32)[:, None, None]
+    X = rng.normal(3.0, 2.0, size=(37, 3, 5, 4)).astype(np.float32) * scale
     mean, std = channel_stats(X, block=8)  # several blocks, last one short
     X64 = X.astype(np.float64)
     np.testing.assert_allclose(mean, X64.mean(axis=(0, 2, 3)), rtol=1e-6)

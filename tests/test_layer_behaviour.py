@@ -69,8 +69,7 @@ def test_dropout_rng_generator_advances(put, host):
 
 @pytest.mark.parametrize("dtype", ["float16", "float32"])
 def test_seeded_uniform_stays_below_one_after_the_cast(dtype, put, host):
-    from gpunet.backend import get_array_module, get_backend
-    from gpunet.backend import get_ops
+    from gpunet.backend import get_array_module, get_backend, get_ops
 
     if dtype == "float16" and get_backend() == "strict":
         pytest.skip("array_api_strict has no float16")
@@ -138,7 +137,8 @@ def test_dropout_accepts_numpy_scalars(put, host):
     ("batchnorm", {"mode": "train", "eps": -1e-5}, "bn_param['eps'] must be a finite number > 0.0, got -1e-05"),
     ("batchnorm", {"mode": "train", "eps": 0.0}, "bn_param['eps'] must be a finite number > 0.0"),
     ("batchnorm", {"mode": "test", "eps": float("nan")}, "bn_param['eps'] must be a finite number > 0.0"),
-    ("batchnorm", {"mode": "train", "momentum": 5}, "bn_param['momentum'] must be a finite number in [0.0, 1.0], got 5"),
+    ("batchnorm", {"mode": "train", "momentum": 5},
+     "bn_param['momentum'] must be a finite number in [0.0, 1.0], got 5"),
     ("batchnorm", {"mode": "train", "momentum": True}, "bn_param['momentum'] must be a finite number"),
     ("layernorm", {"eps": -1.0}, "ln_param['eps'] must be a finite number > 0.0"),
 ])
@@ -183,8 +183,9 @@ def test_spatial_groupnorm_matches_its_definition_and_pytorch(shape, G, put, hos
 
 @pytest.mark.parametrize("shape,G", [((2, 6, 4, 5), 2), ((3, 4, 3, 3), 4), ((2, 3, 2, 2), 1), ((2, 4, 1, 1), 4)])
 def test_spatial_groupnorm_gradients_match_numeric(shape, G, put):
-    from gpunet.gradcheck import eval_numerical_gradient_array, rel_error
     from tolerances import GRAD_REL_ERROR
+
+    from gpunet.gradcheck import eval_numerical_gradient_array, rel_error
 
     rng = np.random.default_rng(3)
     x = 5 * rng.standard_normal(shape) + 12

@@ -3,10 +3,10 @@ plus float32-vs-float64 agreement, no mutation of inputs or caches, and non-cont
 
 import numpy as np
 import pytest
+from layer_cases import CASE_IDS, CASES
+from tolerances import GRAD_REL_ERROR, assert_close
 
 from gpunet.gradcheck import rel_error
-from layer_cases import CASES, CASE_IDS
-from tolerances import GRAD_REL_ERROR, assert_close
 
 
 def _run(case, put, inputs, dtype=None):

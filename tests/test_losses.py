@@ -6,10 +6,10 @@ import warnings
 
 import numpy as np
 import pytest
+from tolerances import GRAD_REL_ERROR, assert_close
 
 from gpunet import losses
 from gpunet.gradcheck import eval_numerical_gradient, rel_error
-from tolerances import GRAD_REL_ERROR, assert_close
 
 N, C = 6, 4
 
@@ -88,7 +88,8 @@ def test_known_values(put, host):
     assert math.isclose(float(host(losses.svm_loss(x, y)[0])), 4.0, rel_tol=1e-12)
     # BCE of p = 0.5 is log 2 for any target; MSE / L1 of a constant offset
     p = put(np.full((4,), 0.5))
-    assert math.isclose(float(host(losses.bce_loss(p, put(np.array([0.0, 1.0, 1.0, 0.3])))[0])), math.log(2), rel_tol=1e-12)
+    loss = float(host(losses.bce_loss(p, put(np.array([0.0, 1.0, 1.0, 0.3])))[0]))
+    assert math.isclose(loss, math.log(2), rel_tol=1e-12)
     assert math.isclose(float(host(losses.mse_loss(put(np.ones(4) * 3), put(np.ones(4)))[0])), 4.0)
     assert math.isclose(float(host(losses.l1_loss(put(np.ones(4) * 3), put(np.ones(4)))[0])), 2.0)
 
@@ -190,7 +191,8 @@ def test_bce_refuses_probabilities_outside_0_1_on_the_host(probs):
         losses.bce_loss(np.array(probs), np.array([1.0, 0.0]))
 
 
-@pytest.mark.parametrize("fn,name", [(losses.bce_loss, "bce_loss"), (losses.bce_with_logits_loss, "bce_with_logits_loss")])
+@pytest.mark.parametrize("fn,name", [(losses.bce_loss, "bce_loss"),
+                                     (losses.bce_with_logits_loss, "bce_with_logits_loss")])
 def test_nan_targets_are_refused_on_the_host(fn, name):
     with pytest.raises(ValueError, match=rf"{name}: targets y must lie in \[0, 1\] \(no NaN\)"):
         fn(np.array([0.5, 0.5]), np.array([np.nan, 0.0]))

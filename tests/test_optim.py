@@ -4,11 +4,11 @@ import math
 
 import numpy as np
 import pytest
+from tolerances import tol
 
 import gpunet
 from gpunet import optim
 from gpunet.backend import backend_of
-from tolerances import tol
 
 STEPS = 5
 

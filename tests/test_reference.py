@@ -108,7 +108,8 @@ def test_cs231n_naive_names_are_the_reference_loops():
 @pytest.mark.parametrize("call,fragment", [
     (lambda x, w, b: R.conv_forward_naive(x, w, b, {"stride": 0}), "stride and dilation must be >= 1"),
     (lambda x, w, b: R.conv_forward_naive(x, w, b, {"pad": -1}), "pad >= 0"),
-    (lambda x, w, b: R.conv_forward_naive(x, w, b, {"dilation": 9}), "the window (w.shape[2] = 3) spans 19 height positions"),
+    (lambda x, w, b: R.conv_forward_naive(x, w, b, {"dilation": 9}),
+     "the window (w.shape[2] = 3) spans 19 height positions"),
     (lambda x, w, b: R.conv_forward_naive(x, w, b, {"strides": 1}), "unknown conv_param key(s) ['strides']"),
     (lambda x, w, b: R.conv_forward_naive(x, w[:, :1, ...], b, {}), "with C = 2 channels of x"),
     (lambda x, w, b: R.conv_forward_naive(x, w, b[:1], {}), "b must have shape (3,)"),

@@ -8,10 +8,10 @@ import math
 
 import numpy as np
 import pytest
+from tolerances import assert_close
 
 from gpunet import layers as L
 from gpunet import losses, optim
-from tolerances import assert_close
 
 
 def _sigmoid(v: float) -> float:

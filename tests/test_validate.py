@@ -119,7 +119,8 @@ def test_float_dtype_accepts_float_dtypes(value, name):
 
 @pytest.mark.parametrize("bad", [None, "int32", np.int64, bool, "bogus", np.complex64, "float32,float32", 3, "U3"])
 def test_float_dtype_refuses_everything_else(bad):
-    with pytest.raises(ArgumentError, match=r"^Linear: dtype must be a floating dtype \('float16', 'float32', 'float64'\)"):
+    expected = r"^Linear: dtype must be a floating dtype \('float16', 'float32', 'float64'\)"
+    with pytest.raises(ArgumentError, match=expected):
         V.float_dtype("dtype", bad, fn="Linear")
 
 

@@ -113,7 +113,8 @@ class PoolGeometry:
     out_hw: tuple[int, int] = field(init=False)
 
     def __post_init__(self):
-        x_shape, kernel, stride = tuple(map(int, self.x_shape)), _pair("kernel", self.kernel), _pair("stride", self.stride)
+        x_shape = tuple(map(int, self.x_shape))
+        kernel, stride = _pair("kernel", self.kernel), _pair("stride", self.stride)
         if len(x_shape) != 4 or min(kernel) < 1 or min(stride) < 1:
             raise ValueError(f"need x of shape (N, C, H, W), window and stride >= 1, got x {x_shape}, "
                              f"window {kernel}, stride {stride}")

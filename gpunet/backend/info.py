@@ -33,11 +33,14 @@ def blas_summary() -> str:
 def device_summary(backend: str) -> str:
     """Where arrays of ``backend`` live, e.g. "CPU (x86_64)" or "CUDA device 0: NVIDIA A100 (40.0 GiB)"."""
     if backend == "cupy":
-        cupy, _ = cupy_status()
+        cupy, why_not = cupy_status()
+        if cupy is None:
+            return f"no usable CUDA device ({why_not})"
         dev = cupy.cuda.Device()
         props = cupy.cuda.runtime.getDeviceProperties(dev.id)
         name = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
-        return f"CUDA device {dev.id}: {name} ({props['totalGlobalMem'] / 2**30:.1f} GiB, compute {dev.compute_capability})"
+        memory = props["totalGlobalMem"] / 2**30
+        return f"CUDA device {dev.id}: {name} ({memory:.1f} GiB, compute {dev.compute_capability})"
     if backend == "strict":
         return "array_api_strict test device (runs on the CPU)"
     return f"CPU ({platform.machine()}, NumPy {np.__version__}, BLAS: {blas_summary()})"

@@ -17,7 +17,7 @@ from ..layers import dropout_forward as _dropout_forward
 def global_rng() -> np.random.Generator:
     """A Generator drawing from NumPy's global state (``np.random.seed`` / ``np.random.rand``):
     its uniform draws are the ones ``np.random.rand`` would have made."""
-    return np.random.Generator(np.random.get_bit_generator())
+    return np.random.Generator(np.random.get_bit_generator())  # type: ignore[attr-defined]
 
 
 def seeded_dropout(fn: str, x, dropout_param: dict, keep_of: Callable[[Any], float]):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+from collections.abc import Callable
 
 from .._validate import ArgumentError
 from .batches import BatchIterator, iterate_minibatches
@@ -30,7 +31,7 @@ from .safe_pickle import RestrictedUnpickler, safe_load_pickle
 from .splits import channel_stats, normalize, split_indices, train_val_test_split
 
 #: name -> (loader, takes a path argument)
-DATASETS = {
+DATASETS: dict[str, tuple[Callable[..., Dataset], bool]] = {
     "digits": (load_digits, False),
     "breast-cancer": (load_breast_cancer, False),
     "fashion-mnist": (load_fashion_mnist, True),

@@ -29,6 +29,10 @@ class BatchIterator:
     ``"float64"`` for gradient checks); ``y`` keeps its dtype.
     """
 
+    n: int
+    batch_size: int
+    drop_last: bool
+
     def __init__(self, X, y=None, batch_size: int = 64, *, shuffle: bool = False, seed=None,
                  drop_last: bool = False, dtype=None):
         if isinstance(batch_size, bool) or not isinstance(batch_size, Integral) or batch_size < 1:

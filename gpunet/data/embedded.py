@@ -5,7 +5,7 @@ breast cancer Wisconsin (diagnostic), as bundled with scikit-learn (CC BY 4.0; s
 from __future__ import annotations
 
 import gzip
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +41,7 @@ def _broken(path: Path, what: str) -> DataFormatError:
     )
 
 
-@lru_cache(maxsize=None)
+@cache
 def _digits_raw() -> tuple[np.ndarray, np.ndarray]:
     with gzip.open(DIGITS_FILE, "rt") as f:
         table = np.loadtxt(f, delimiter=",", dtype=np.float32)
@@ -53,7 +53,7 @@ def _digits_raw() -> tuple[np.ndarray, np.ndarray]:
     return X, y
 
 
-@lru_cache(maxsize=None)
+@cache
 def _breast_cancer_raw() -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
     with open(BREAST_CANCER_FILE) as f:
         header = f.readline().strip().split(",")

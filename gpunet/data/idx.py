@@ -138,7 +138,7 @@ def write_idx(path, array, compress: bool | None = None) -> None:
     """Write ``array`` (a dtype listed in :data:`IDX_DTYPES`) as an IDX file; gzip it
     when ``compress`` (default: when ``path`` ends in ``.gz``)."""
     array = np.asarray(array)
-    for code, (dtype, _) in IDX_DTYPES.items():
+    for code, (dtype, _) in IDX_DTYPES.items():  # noqa: B007 (code is used after the loop)
         if array.dtype.kind == dtype.kind and array.dtype.itemsize == dtype.itemsize:
             break
     else:

@@ -9,42 +9,8 @@ CUDA kernels in ``gpunet/cuda/``. The ``*_naive`` names are the readable loops o
 ``gpunet/reference.py``; ``*_fast`` and ``*_im2col`` name the vectorised layers, as CS231n.
 """
 
-from .activations import (
-    leaky_relu_backward,
-    leaky_relu_forward,
-    relu_backward,
-    relu_forward,
-    sigmoid_backward,
-    sigmoid_forward,
-    tanh_backward,
-    tanh_forward,
-)
-from .affine import affine_backward, affine_forward
-from .conv import conv_backward, conv_forward
-from .dropout import dropout_backward, dropout_forward
-from .normalization import (
-    batchnorm_backward,
-    batchnorm_backward_alt,
-    batchnorm_forward,
-    layernorm_backward,
-    layernorm_forward,
-    spatial_batchnorm_backward,
-    spatial_batchnorm_forward,
-    spatial_groupnorm_backward,
-    spatial_groupnorm_forward,
-)
-from .pooling import avg_pool_backward, avg_pool_forward, max_pool_backward, max_pool_forward
-from .sandwich import (
-    affine_relu_backward,
-    affine_relu_forward,
-    conv_bn_relu_backward,
-    conv_bn_relu_forward,
-    conv_relu_backward,
-    conv_relu_forward,
-    conv_relu_pool_backward,
-    conv_relu_pool_forward,
-)
-
+# Each module's __all__ is its public layers: a new layer is a function there, a layer object
+# in gpunet/nn/layers.py and a test, nothing else.
 from ..reference import (
     avg_pool_backward_naive,
     avg_pool_forward_naive,
@@ -53,6 +19,13 @@ from ..reference import (
     max_pool_backward_naive,
     max_pool_forward_naive,
 )
+from .activations import *
+from .affine import *
+from .conv import *
+from .dropout import *
+from .normalization import *
+from .pooling import *
+from .sandwich import *
 
 # CS231n's names of the fast layers.
 conv_forward_fast = conv_forward_im2col = conv_forward

@@ -4,8 +4,19 @@ the custom kernels in ``gpunet/cuda/activations.py``; the generic math is in
 
 from __future__ import annotations
 
-from ..backend import get_ops
 from .. import _validate
+from ..backend import get_ops
+
+__all__ = [
+    "leaky_relu_backward",
+    "leaky_relu_forward",
+    "relu_backward",
+    "relu_forward",
+    "sigmoid_backward",
+    "sigmoid_forward",
+    "tanh_backward",
+    "tanh_forward",
+]
 
 
 def relu_forward(x):

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 
-from ..backend import get_ops
 from .. import _validate
+from ..backend import get_ops
+
+__all__ = ["affine_backward", "affine_forward"]
 
 
 def affine_forward(x, w, b):

@@ -19,6 +19,8 @@ from .. import _validate
 from ..backend import get_ops
 from ..backend.geometry import ConvGeometry
 
+__all__ = ["conv_backward", "conv_forward"]
+
 _KEYS = {"stride", "pad", "dilation"}
 BUDGET_ENV = "GPUNET_CONV_BUDGET_MB"
 DEFAULT_BUDGET_MB = 256

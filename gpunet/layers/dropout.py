@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import _validate
 from ..backend import get_ops
 from ..backend.ops import host_dtype
-from .. import _validate
+
+__all__ = ["dropout_backward", "dropout_forward"]
 
 _KEYS = {"p", "mode", "seed", "rng"}
 

@@ -11,8 +11,20 @@ in [0, 1].
 
 from __future__ import annotations
 
-from ..backend.namespace import full, zeros
 from .. import _validate
+from ..backend.namespace import full, zeros
+
+__all__ = [
+    "batchnorm_backward",
+    "batchnorm_backward_alt",
+    "batchnorm_forward",
+    "layernorm_backward",
+    "layernorm_forward",
+    "spatial_batchnorm_backward",
+    "spatial_batchnorm_forward",
+    "spatial_groupnorm_backward",
+    "spatial_groupnorm_forward",
+]
 
 _BN_KEYS = {"mode", "eps", "momentum", "running_mean", "running_var"}
 _LN_KEYS = {"eps", "mode"}  # 'mode' is accepted and ignored: CS231n models set it on every norm param

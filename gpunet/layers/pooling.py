@@ -15,6 +15,8 @@ from .. import _validate
 from ..backend import get_ops
 from ..backend.geometry import PoolGeometry
 
+__all__ = ["avg_pool_backward", "avg_pool_forward", "max_pool_backward", "max_pool_forward"]
+
 _KEYS = {"pool_height", "pool_width", "stride"}
 
 

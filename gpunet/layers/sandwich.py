@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
-from ..backend import get_ops
 from .. import _validate
+from ..backend import get_ops
 from . import conv as _conv
 from .activations import relu_backward, relu_forward
 from .affine import _flat, affine_grads
 from .conv import checked_inputs, conv_backward, conv_forward
 from .normalization import spatial_batchnorm_backward, spatial_batchnorm_forward
 from .pooling import pool_geometry
+
+__all__ = [
+    "affine_relu_backward",
+    "affine_relu_forward",
+    "conv_bn_relu_backward",
+    "conv_bn_relu_forward",
+    "conv_relu_backward",
+    "conv_relu_forward",
+    "conv_relu_pool_backward",
+    "conv_relu_pool_forward",
+]
 
 
 def affine_relu_forward(x, w, b):

@@ -133,7 +133,8 @@ class Model(Rebuildable):
         self.params = {}
 
     @property
-    def params(self) -> Params:
+    def params(self) -> MutableMapping:
+        """The parameter table: a :class:`Params` (or the mapping of a ``gpunet.nn`` network)."""
         return self._params
 
     @params.setter

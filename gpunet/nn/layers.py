@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 from .. import _validate
 from .. import init as initializers
@@ -149,7 +151,8 @@ class AvgPool2d(_Pool):
 
 
 class _Elementwise(Module):
-    _forward = _backward = None
+    _forward: Callable[[Any], tuple[Any, Any]]  # the layer functions, set by each subclass
+    _backward: Callable[[Any, Any], Any]
 
     def forward(self, x):
         out, self._cache = type(self)._forward(x)

@@ -9,15 +9,15 @@ offline NVRTC check compiled, and one Solver epoch without hidden syncs.
 """
 
 import numpy as np
-import pytest
-
 import offline
+import pytest
+from tolerances import TOL
+
 from gpunet.backend import cupy_status
 from gpunet.backend.geometry import ConvGeometry
 from gpunet.backend.ops import Ops
 from gpunet.cuda import conv, optim
 from gpunet.cuda.lazy import KERNELS
-from tolerances import TOL
 
 pytestmark = pytest.mark.gpu
 

@@ -11,15 +11,15 @@ Inputs include 0, -0, ±inf, NaN, subnormal and huge values; float32 and float64
 import itertools
 
 import numpy as np
-import pytest
-
 import offline
+import pytest
+from tolerances import TOL
+
 from gpunet.backend.cupy_ops import CupyOps
 from gpunet.backend.geometry import ConvGeometry
 from gpunet.backend.ops import Ops
 from gpunet.cuda import conv
 from gpunet.cuda.lazy import KERNELS, LazyKernel, all_kernels
-from tolerances import TOL
 
 offline.require_cupy()
 

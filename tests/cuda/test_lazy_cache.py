@@ -5,9 +5,9 @@ import sys
 import threading
 import warnings
 
+import offline
 import pytest
 
-import offline
 from gpunet.backend.cupy_ops import CupyOps
 from gpunet.backend.ops import Ops
 from gpunet.cuda.lazy import FLOATS, KERNELS, all_kernels

@@ -7,9 +7,9 @@ the common layout (contiguous, 1-D after CuPy's dimension reduction, 32-bit inde
 and a general one (strided 2-D, 64-bit indexing).
 """
 
+import offline
 import pytest
 
-import offline
 from gpunet.cuda.lazy import KERNELS, LazyKernel, all_kernels
 
 offline.require_nvrtc()
