@@ -202,8 +202,8 @@ def _show(value) -> str:
 
 def check_paths(args) -> None:
     """Every path the run will use, tried now (UsageError saying which flag and why)."""
-    from ..training.callbacks import png_path
-    from ..training.solver import checkpoint_prefix
+    from ..training.options import checkpoint_prefix
+    from ..training.plot import png_path
 
     if args.data_path is not None and args.data in _SHIPPED:
         raise UsageError(f"--data-path is for fashion-mnist, mnist and cifar10; {args.data} "

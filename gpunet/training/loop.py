@@ -181,7 +181,7 @@ class _StopOnInterrupt:
 
     def requested(self, parallel, at_read_back: bool) -> bool:
         """Whether to stop now: this process's flag, or with several processes, any
-        process's flag, agreed at read-back points only (the same steps on every rank)."""
+        process's flag, agreed at read-back points only (the same steps on every process)."""
         return parallel.any_flag(self.flag, at_read_back)
 
 

@@ -21,8 +21,8 @@ the same data):
 - Accuracies and the validation loss are computed on each rank's share and summed over
   ranks; BatchNorm running statistics are averaged at every epoch end. Every decision (NaN
   guard, best epoch, patience, schedules) sees the same numbers on every rank.
-- Only rank 0 prints and writes files; a failure on one rank is raised on every rank
-  (:meth:`DataParallel.agree`), so no rank waits alone in a collective.
+- Only rank 0 (the root process) prints and writes files; a failure on one rank is raised
+  on every rank (:meth:`DataParallel.agree`), so no rank waits alone in a collective.
 
 Building the Solver, ``train``, ``load_checkpoint`` and ``check_accuracy`` are collective
 with a communicator: every rank must call them.
@@ -142,8 +142,15 @@ class SingleProcess:
         if load is not None:
             load()
 
-    def check_world_size(self, saved: int, batch_size: int, where: str) -> None:
-        """Warn if the checkpoint ``where`` was written by another number of processes."""
+    # --- checkpoints ----------------------------------------------------------------------------
+    def settings(self) -> dict:
+        """What a checkpoint records about the processes (their number)."""
+        return {"world_size": self.size}
+
+    def check_settings(self, meta: dict, batch_size: int, where: str) -> None:
+        """Warn if the checkpoint ``where`` (metadata ``meta``) was written by another number
+        of processes."""
+        saved = meta.get("world_size", 1)
         if saved != self.size:
             warnings.warn(f"{where} was written by {saved} process(es), this run has "
                           f"{self.size}: a step now takes {self.size} x batch_size="
@@ -276,9 +283,9 @@ class DataParallel(SingleProcess):
                             "model on every rank)")
         self.reseed(model)
 
-    def check_world_size(self, saved, batch_size, where):
+    def check_settings(self, meta, batch_size, where):
         if self.is_root:
-            super().check_world_size(saved, batch_size, where)
+            super().check_settings(meta, batch_size, where)
 
     def _bcast_json(self, obj, root: int = 0):
         """Rank ``root``'s JSON data ``obj`` on every rank (see ``Communicator.bcast_json``)."""

@@ -18,45 +18,42 @@ training (``comm``).
 
 ``history``: ``loss`` per iteration; ``train_acc``, ``val_acc``, ``val_loss`` and ``lr``
 (the rate of the epoch's last step) per epoch, evaluated at each epoch end. Schedules are
-applied per epoch, warm-up per iteration. The Solver only builds and holds the parts: the
-loop (:mod:`.loop`), the state and its checkpoint schema (:mod:`.state`), evaluation
-(:mod:`.evaluate`), the callbacks (:mod:`.callbacks`) and the processes (:mod:`.parallel`).
+applied per epoch, warm-up per iteration. The Solver checks its arguments
+(:mod:`.options`), then builds and holds the parts and delegates to them: the loop
+(:mod:`.loop`), the state and its checkpoint schema (:mod:`.state`), what a resume takes
+(:mod:`.resume`), evaluation (:mod:`.evaluate`), the callbacks (:mod:`.callbacks`,
+:mod:`.progress`), the plot (:mod:`.plot`) and the processes (:mod:`.parallel`).
 """
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
-from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
 
 from .. import optim, schedules
 from .._validate import boolean, choice, integer, labels, samples
-from ..backend import get_array_module
-from ..checkpoint import CheckpointError, load_npz, save_npz_atomic, to_json, try_directory
-from . import loop
-from .callbacks import (
-    Checkpoint,
-    EarlyStopping,
-    LearningRate,
-    NonFiniteGuard,
-    Progress,
-    plot_history,
-)
-from .device import is_array
+from ..checkpoint import save_npz_atomic
+from . import loop, resume
+from .callbacks import Checkpoint, EarlyStopping, LearningRate, NonFiniteGuard
 from .evaluate import evaluate
+from .options import (
+    MONITORS,
+    check_checkpoint_directory,
+    check_model,
+    check_run_info,
+    checkpoint_prefix,
+    refuse_unknown,
+    splits,
+)
 from .parallel import make_parallel
-from .state import TrainingState, buffers_of, check_meta
+from .plot import plot_history
+from .progress import Progress
+from .resume import Resumed
+from .state import TrainingState
 
 __all__ = ["Resumed", "Solver"]
 
-_MONITORS = ("val_acc", "val_loss")
-_SPLITS = ("X_train", "y_train", "X_val", "y_val")
-#: Solver keywords that set the learning-rate schedule.
-_SCHEDULE_KEYWORDS = ("lr_schedule", "lr_decay", "warmup_iters")
-#: Recorded settings a resumed Solver takes from the checkpoint unless they were passed.
-_ADOPTED = ("batch_size", "drop_last", "num_epochs", "monitor", "patience")
 #: How often the loss is read back (and checked) without an explicit ``print_every``.
 READ_EVERY = 10
 
@@ -74,30 +71,6 @@ class _InState:
         setattr(solver.state, self.name, value)
 
 
-@dataclass(frozen=True)
-class Resumed:
-    """What a resume took from a checkpoint: the file, its epoch and iteration, and the
-    settings that differ from the checkpoint's, ``(keyword, checkpoint's, now)``."""
-
-    path: str
-    epoch: int
-    iteration: int
-    changes: tuple = ()
-
-    def describe(self, names: Mapping | None = None) -> str:
-        """One line for the user; ``names`` maps keywords to the names to show (CLI flags)."""
-        names = names or {}
-        line = f"resumed from epoch {self.epoch} of {self.path} (iteration {self.iteration})"
-        if self.changes:
-            line += "; changed: " + ", ".join(
-                f"{names.get(k, k)} {_show(old)} -> {_show(new)}" for k, old, new in self.changes)
-        return line
-
-
-def _show(value) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
 class Solver:
     """Train ``model`` on ``data`` (dict with ``X_train``, ``y_train``, ``X_val``, ``y_val``).
 
@@ -108,10 +81,10 @@ class Solver:
       ``update(w, dw, config) -> (w, config)``; ``optim_config`` ({}): its hyperparameters,
       copied per parameter; ``lr_decay`` (1.0): learning rate factor per epoch;
       ``batch_size`` (100); ``num_epochs`` (10: the total, counting resumed epochs);
-      ``num_train_samples`` (1000) / ``num_val_samples`` (None = all): subsample size for
-      the per-epoch accuracies; ``print_every`` (None): print the loss every this many
-      iterations (CS231n's lines; without it the loss is read back every 10 iterations for
-      the progress line and the NaN check); ``verbose`` (True).
+      ``num_train_samples`` (1000) / ``num_val_samples`` (None = all): how many examples
+      the per-epoch accuracies subsample; ``print_every`` (None): print the loss every
+      this many iterations (CS231n's lines; without it the loss is read back every 10
+      iterations for the progress line and the NaN check); ``verbose`` (True).
     - ``checkpoint_name`` (None): a path prefix (a trailing ``.npz`` is dropped);
       ``{prefix}_last.npz`` is written after every epoch and ``{prefix}_best.npz`` when
       the monitored metric improves; ``keep_every`` (None): also keep
@@ -166,19 +139,13 @@ class Solver:
     stopped_early = _InState()
 
     def __init__(self, model, data: Mapping, **kwargs) -> None:
+        check_model(model)
         self.model = model
-        params = getattr(model, "params", None)
-        if not isinstance(params, Mapping) or not params:
-            raise TypeError(
-                "model must have a non-empty dict `params` (name -> array) and a method "
-                "`loss(X, y=None)` (the CS231n model contract)"
-            )
-        if not callable(getattr(model, "loss", None)):
-            raise TypeError("model must have a method loss(X, y=None) (the CS231n model contract)")
-        self.X_train, self.y_train, self.X_val, self.y_val = _splits(data)
+        self.X_train, self.y_train, self.X_val, self.y_val = splits(data)
 
         fn = "Solver"
-        self._explicit = frozenset(kwargs)  # what the caller passed wins over a checkpoint
+        #: The keywords the caller passed: they win over a checkpoint's settings.
+        self.passed_keywords = frozenset(kwargs)
         self.update_rule = kwargs.pop("update_rule", "sgd")
         self.optim_config = kwargs.pop("optim_config", {})
         self.lr_decay = kwargs.pop("lr_decay", 1.0)
@@ -196,11 +163,11 @@ class Solver:
         self.verbose = boolean("verbose", kwargs.pop("verbose", True), fn=fn)
         self.patience = integer("patience", kwargs.pop("patience", None), low=1, allow_none=True,
                                 fn=fn)
-        self.monitor = choice("monitor", kwargs.pop("monitor", "val_acc"), _MONITORS, fn=fn)
+        self.monitor = choice("monitor", kwargs.pop("monitor", "val_acc"), MONITORS, fn=fn)
         lr_schedule = kwargs.pop("lr_schedule", None)
         warmup_iters = kwargs.pop("warmup_iters", 0)
         self.seed = integer("seed", kwargs.pop("seed", None), low=0, allow_none=True, fn=fn)
-        resume = kwargs.pop("resume", None)
+        resume_from = kwargs.pop("resume", None)
         self.eval_batch_size = integer("eval_batch_size", kwargs.pop(
             "eval_batch_size", max(self.batch_size, 100)), low=1, fn=fn)
         self.drop_last = boolean("drop_last", kwargs.pop("drop_last", False), fn=fn)
@@ -209,19 +176,10 @@ class Solver:
                                fn=fn)
         self.run_info = kwargs.pop("run_info", None)
         self.parallel = make_parallel(kwargs.pop("comm", None))
-        if kwargs:
-            raise ValueError(
-                f"Unrecognized arguments {', '.join(map(repr, kwargs))}{_keyword_hint(kwargs)}; "
-                "see help(Solver) for the accepted keywords"
-            )
+        refuse_unknown(kwargs)
         if not isinstance(self.optim_config, dict):
             raise TypeError(f"optim_config must be a dict, got {type(self.optim_config).__name__}")
-        if self.run_info is not None:
-            try:
-                to_json(self.run_info)
-            except (TypeError, ValueError) as exc:
-                raise TypeError(f"run_info must be JSON data (a dict of numbers, strings, "
-                                f"lists, dicts): {exc}") from None
+        check_run_info(self.run_info)
         self.update_rule_name, self.update_rule = optim.get_update_rule(self.update_rule)
         self.schedule = schedules.make_schedule(lr_schedule, lr_decay=self.lr_decay,
                                                 num_epochs=max(self.num_epochs, 1),
@@ -230,8 +188,9 @@ class Solver:
             self.X_train.shape[0], self.batch_size, self.drop_last)
 
         # Resuming without update_rule: the checkpoint's rule checks optim_config's keys.
-        defer = resume is not None and "update_rule" not in self._explicit
-        self.state = self._fresh_state({} if defer else self.optim_config)
+        defer = resume_from is not None and "update_rule" not in self.passed_keywords
+        self.state = TrainingState.fresh(self.model.params, {} if defer else self.optim_config,
+                                         self.update_rule_name, self.update_rule, self.seed)
         self.best_checkpoint: Path | None = None  # the best epoch's file, once written
         self.last_checkpoint: Path | None = None  # the last finished epoch's file
         self.resumed: Resumed | None = None  # set by a resume
@@ -241,11 +200,12 @@ class Solver:
         self.callbacks = [LearningRate(), NonFiniteGuard(), EarlyStopping(), self.output]
         if self.checkpoint_name is not None:
             self.callbacks.append(Checkpoint(self.checkpoint_name, self.output))
-        if resume is not None:
-            self.load_checkpoint(resume)
+        if resume_from is not None:
+            self.load_checkpoint(resume_from)
         else:  # every process starts from the first one's state
-            self.parallel.from_root(self._try_checkpoint_directory, self._export, self._import,
-                                    self.model, "share its training state")
+            self.parallel.from_root(lambda: check_checkpoint_directory(self.checkpoint_name),
+                                    self._export, self._take_over, self.model,
+                                    "share its training state")
 
     # CS231n attribute names for the history lists (the same list objects).
     @property
@@ -293,7 +253,7 @@ class Solver:
         """Draw the loss (smoothed, raw faint behind), train/val accuracy by epoch with the
         best epoch marked, and the learning rate if it changed; save the figure to ``path``
         (".png" is added when it has no extension) if given. Returns the matplotlib Figure
-        (``None`` on ranks other than 0 of a data-parallel run, which draw nothing)."""
+        (``None`` on the other processes of a data-parallel run: only the root process draws)."""
         if not self.parallel.is_root:
             return None
         return plot_history(self.history, self.iterations_per_epoch, path,
@@ -305,9 +265,9 @@ class Solver:
         """Write the full training state to ``path`` (.npz, atomically); returns the path.
 
         Holds parameters, buffers, optimizer state, best parameters, counters, history and
-        RNG states; arrays are copied to the host. Under MPI, call it on rank 0 only.
+        RNG states; arrays are copied to the host. Under MPI, call it on the root process only.
         """
-        arrays, meta = self.state.to_arrays(self.model, self._settings())
+        arrays, meta = self.state.to_arrays(self.model, resume.settings(self))
         return save_npz_atomic(path, arrays, meta)
 
     def load_checkpoint(self, path: str | PathLike) -> None:
@@ -317,254 +277,16 @@ class Solver:
         that does not fit changes nothing and raises
         :class:`~gpunet.checkpoint.CheckpointError` naming the file.
 
-        With a communicator of several processes this is collective: rank 0 reads the
-        file and broadcasts the state; an error on rank 0 is raised on every rank.
+        With a communicator of several processes this is collective: the root process reads
+        the file and shares the state; an error there is raised on every process.
         """
-        self.parallel.from_root(lambda: self._load_file(path), self._export, self._import,
-                                self.model, f"load checkpoint {str(path)!r}")
-
-    def _try_checkpoint_directory(self) -> None:
-        """Write a file where the checkpoints go (an OSError naming checkpoint_name now, not
-        after the first epoch)."""
-        if self.checkpoint_name is None:
-            return
-        directory = Path(self.checkpoint_name).parent
-        try:
-            try_directory(directory)
-        except OSError as exc:
-            raise OSError(f"checkpoint_name {self.checkpoint_name!r}: cannot write in {directory} "
-                          f"({exc.strerror or exc})") from None
-
-    def _load_file(self, path) -> None:
-        self._try_checkpoint_directory()
-        arrays, meta = load_npz(path)
-        where = f"checkpoint {str(path)!r}"
-        try:
-            self._take(arrays, meta, where)
-            self.parallel.check_world_size(meta.get("world_size", 1), self.batch_size, where)
-        except CheckpointError:
-            raise
-        except (ValueError, TypeError, KeyError, AttributeError, IndexError,
-                OverflowError) as exc:
-            text = str(exc) if where in str(exc) else f"{where}: {exc}"
-            raise CheckpointError(text) from None
-        self.resumed = Resumed(str(path), self.state.epoch, self.state.iteration,
-                               tuple(self._changes))
-        if self.checkpoint_name is not None:
-            best = Path(f"{self.checkpoint_name}_best.npz")
-            self.best_checkpoint = best if best.exists() else None
-
-    def _take(self, arrays: dict, meta: dict, where: str, warn: bool = True,
-              same: bool = False) -> None:
-        """Load ``(arrays, meta)`` and the recorded settings by the resume rule: passed
-        keywords win (differences go to ``self._changes``), the others are the
-        checkpoint's. ``same``: a passed keyword that differs is an error (another
-        process's state). All or nothing."""
-        check_meta(meta, list(self.model.params), list(buffers_of(self.model) or {}), where)
-        explicit, changes, updates = self._explicit, [], {}
-
-        def setting(key, saved, mine, same=lambda a, b: a == b):
-            if saved is None or same(saved, mine):
-                return
-            if key in explicit:
-                changes.append((key, saved, mine))
-            else:
-                updates[key] = saved
-
-        for key in _ADOPTED:
-            setting(key, meta.get(key), getattr(self, key))
-        rule = meta.get("update_rule")
-        setting("update_rule", rule, self.update_rule_name)
-        if "update_rule" in updates and rule not in optim.UPDATE_RULES:
-            raise ValueError(f"{where} was trained with update rule {rule!r} (a function); "
-                             f"pass it as update_rule to resume")
-        saved_schedule, mine = meta.get("schedule"), self.schedule.to_config()
-        recorded = None if saved_schedule is None else _schedule(saved_schedule)  # checked even if unused
-        if recorded is not None and mine is not None and recorded.to_config() != mine:
-            if any(k in explicit for k in _SCHEDULE_KEYWORDS):
-                changes.append(("lr_schedule", recorded, self.schedule))
-            else:
-                updates["schedule"] = recorded
-        if meta.get("num_train") not in (None, self.X_train.shape[0]):
-            changes.append(("num_train", meta["num_train"], int(self.X_train.shape[0])))
-        if "run_info" not in explicit and meta.get("run") is not None:
-            updates["run_info"] = meta["run"]
-        for key, value in updates.items():  # checked like the keywords they stand for
-            if key in ("batch_size", "num_epochs", "patience"):
-                integer(key, value, low=1 if key != "num_epochs" else 0,
-                        allow_none=key == "patience", fn=where)
-            elif key == "drop_last":
-                boolean(key, value, fn=where)
-            elif key == "monitor":
-                choice(key, value, _MONITORS, fn=where)
-
-        rule_name = updates.get("update_rule", self.update_rule_name)
-        if rule_name in optim.UPDATE_RULES:
-            optim.check_config(rule_name, self.optim_config)
-        configs = None
-        if rule_name != rule:  # another rule (passed): its optimizer state starts afresh
-            configs = self._fresh_state(self.optim_config).optim_configs
-        override = self.optim_config
-        first = _first_value(meta.get("optim_scalars"))
-        saved = dict(first) if isinstance(first, Mapping) else {}
-        saved["learning_rate"] = _first_value(meta.get("base_lr"))  # the base rate
-        if configs is None:
-            for key, value in override.items():
-                old = saved.get(key)
-                if old != value:
-                    changes.append((f"optim_config[{key!r}]", old, value))
-        if same and "run_info" in explicit:  # another process's state: its run must be this one
-            changes += _run_differences(meta.get("run"), self.run_info)
-        if same and changes:
-            raise ValueError(f"{where} has " + ", ".join(
-                f"{k}={_brief(old)}" for k, old, _ in changes) + " but this process has " + ", ".join(
-                f"{k}={_brief(new)}" for k, _, new in changes) + "; build the same Solver (and data) "
-                "on every process")
-        batch_size = updates.get("batch_size", self.batch_size)
-        drop_last = updates.get("drop_last", self.drop_last)
-        steps = self.parallel.steps_per_epoch(self.X_train.shape[0], batch_size, drop_last)
-
-        self.state.load(arrays, meta, self.model, where, configs=configs,
-                        override=override if configs is None else None, warn=warn)
-        # Loaded: now the settings.
-        for key, value in updates.items():
-            setattr(self, key, value)
-        if "update_rule" in updates:
-            self.update_rule_name, self.update_rule = optim.get_update_rule(rule_name)
-        if "batch_size" in updates and "eval_batch_size" not in explicit:
-            self.eval_batch_size = max(batch_size, 100)
-        self.iterations_per_epoch = steps
-        self._changes = changes
-
-    def _fresh_state(self, optim_config: dict) -> TrainingState:
-        return TrainingState.fresh(self.model.params, optim_config, self.update_rule_name,
-                                   self.update_rule, self.seed)
-
-    def _settings(self) -> dict:
-        """The settings a checkpoint records (a resume takes those not passed again)."""
-        return {"update_rule": self.update_rule_name, "schedule": self.schedule.to_config(),
-                "batch_size": self.batch_size, "drop_last": self.drop_last,
-                "num_train": int(self.X_train.shape[0]), "num_epochs": self.num_epochs,
-                "monitor": self.monitor, "patience": self.patience,
-                "world_size": self.parallel.world_size, "run": self.run_info}
+        self.parallel.from_root(lambda: resume.load_file(self, path), self._export,
+                                self._take_over, self.model, f"load checkpoint {str(path)!r}")
 
     def _export(self) -> tuple[dict, dict]:
-        """The state to share with other processes: arrays and JSON data."""
-        arrays, meta = self.state.to_arrays(self.model, self._settings())
-        best = str(self.best_checkpoint) if self.best_checkpoint is not None else None
-        resumed = None if self.resumed is None else [
-            self.resumed.path, self.resumed.epoch, self.resumed.iteration]
-        return arrays, {"meta": meta, "best_checkpoint": best, "resumed": resumed}
+        """This process's state, for the others (see :func:`.resume.export`)."""
+        return resume.export(self)
 
-    def _import(self, arrays: dict, info: dict, where: str) -> None:
-        """Take over the state :meth:`_export` gave (all or nothing)."""
-        self._take(arrays, info["meta"], where, warn=False, same=True)
-        best = info["best_checkpoint"]
-        self.best_checkpoint = Path(best) if best is not None else None
-        if info["resumed"] is not None:
-            self.resumed = Resumed(*info["resumed"])
-
-
-#: Every Solver keyword, for the hint on a misspelt one.
-KEYWORDS = ("update_rule", "optim_config", "lr_decay", "batch_size", "num_epochs", "num_train_samples",
-            "num_val_samples", "checkpoint_name", "keep_every", "print_every", "verbose", "patience",
-            "monitor", "lr_schedule", "warmup_iters", "seed", "resume", "eval_batch_size", "drop_last",
-            "restore_best", "progress", "run_info", "comm")
-
-
-def _keyword_hint(unknown) -> str:
-    """" (did you mean ...)" for misspelt Solver keywords; optimizer settings belong in optim_config."""
-    hints = []
-    for k in map(str, unknown):
-        if k in optim.DEFAULTS["adamw"] or k in ("lr", "momentum", "decay_rate"):
-            hints.append(f"{k!r} goes in optim_config, e.g. optim_config={{'learning_rate': 1e-3}}")
-        elif close := difflib.get_close_matches(k, KEYWORDS, n=1):
-            hints.append(f"{k!r}: did you mean {close[0]!r}?")
-    return f" ({'; '.join(hints)})" if hints else ""
-
-
-def _run_differences(saved, mine) -> list:
-    """``(key, saved, mine)`` for each entry of two ``run_info`` values that differs (one level
-    into ``"args"``, the command line's flags)."""
-    if not (isinstance(saved, Mapping) and isinstance(mine, Mapping)):
-        return [] if saved == mine else [("run_info", saved, mine)]
-    out = []
-    for key in sorted(set(saved) | set(mine), key=str):
-        a, b = saved.get(key), mine.get(key)
-        if key == "args" and isinstance(a, Mapping) and isinstance(b, Mapping):
-            out += [(f"run_info['args'][{f!r}]", a.get(f), b.get(f))
-                    for f in sorted(set(a) | set(b), key=str) if a.get(f) != b.get(f)]
-        elif a != b:
-            out.append((f"run_info[{key!r}]", a, b))
-    return out
-
-
-def _brief(value) -> str:
-    """``repr(value)``, cut to 60 characters (a run's mean and std are long lists)."""
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _first_value(mapping):
-    """The first value of ``mapping`` (None if it is not a non-empty mapping)."""
-    return next(iter(mapping.values()), None) if isinstance(mapping, Mapping) else None
-
-
-def checkpoint_prefix(name):
-    """The checkpoint prefix of ``checkpoint_name`` ("run.npz" -> "run"; None stays None)."""
-    if name is None:
-        return None
-    if not isinstance(name, (str, PathLike)):
-        raise TypeError(f"checkpoint_name must be a path prefix (str), got {name!r}")
-    text = str(Path(name)) if str(name) else ""
-    if not text or text.endswith(("/", ".")):
-        raise ValueError(f"checkpoint_name must be a path prefix such as 'runs/mnist', "
-                         f"got {name!r}")
-    return text[:-4] if text.endswith(".npz") else text
-
-
-def _schedule(cfg: Mapping) -> schedules.Schedule:
-    """The schedule a checkpoint's config describes (see ``Schedule.to_config``)."""
-    kind = cfg.get("type") if isinstance(cfg, Mapping) else None
-    if kind == "Constant":
-        return schedules.Constant()
-    if kind == "StepDecay":
-        return schedules.StepDecay(cfg["decay"], cfg["step_size"])
-    if kind == "Cosine":
-        return schedules.Cosine(cfg["num_epochs"], cfg["min_factor"])
-    if kind == "Warmup":
-        return schedules.Warmup(cfg["warmup_iters"], after=_schedule(cfg["after"]))
-    raise ValueError(f"unknown learning-rate schedule {cfg!r}")
-
-
-def _splits(data) -> tuple:
-    """``X_train, y_train, X_val, y_val`` of the Solver's ``data`` dict, checked."""
-    if not isinstance(data, Mapping):
-        hint = (" (a gpunet Dataset: pass data.as_solver_data())"
-                if callable(getattr(data, "as_solver_data", None)) else "")
-        raise TypeError(f"data must be a dict with keys 'X_train', 'y_train', 'X_val', "
-                        f"'y_val', got {type(data).__name__}{hint}")
-    missing = [k for k in _SPLITS if k not in data]
-    if missing:
-        raise KeyError(
-            f"data is missing {missing}; expected a dict with keys 'X_train', 'y_train', "
-            "'X_val', 'y_val'"
-        )
-    for k in _SPLITS:
-        if not is_array(data[k]):
-            raise TypeError(f"data[{k!r}] must be a NumPy, CuPy or array_api_strict array, got "
-                            f"{type(data[k]).__name__}; convert it with numpy.asarray")
-    for split in ("train", "val"):
-        X, y = data[f"X_{split}"], data[f"y_{split}"]
-        if X.ndim < 1 or X.shape[0] != y.shape[0] or X.shape[0] == 0:
-            raise ValueError(
-                f"X_{split} has {X.shape[0] if X.ndim else 'no'} rows and y_{split} has "
-                f"{y.shape[0] if y.ndim else 'no'}; they must be equal and non-zero"
-            )
-        if not get_array_module(X).isdtype(X.dtype, ("bool", "integral", "real floating")):
-            raise TypeError(f"data['X_{split}'] must hold real numbers, got dtype {X.dtype}")
-        labels("Solver", f"data['y_{split}']", y, X.shape[0])
-    if tuple(data["X_train"].shape[1:]) != tuple(data["X_val"].shape[1:]):
-        raise ValueError(f"data['X_train'] has samples of shape {tuple(data['X_train'].shape[1:])} and "
-                         f"data['X_val'] of shape {tuple(data['X_val'].shape[1:])}; they must be equal")
-    return tuple(data[k] for k in _SPLITS)
+    def _take_over(self, arrays: dict, info: dict, where: str) -> None:
+        """Take another process's exported state (see :func:`.resume.take_over`)."""
+        resume.take_over(self, arrays, info, where)
