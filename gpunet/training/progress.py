@@ -1,6 +1,6 @@
 """The training output: one line per epoch (redrawn in place on a terminal), the
-``print_every`` loss lines, and what a resume took over. Only the process that prints
-shows anything.
+``print_every`` loss lines, and what a resume took over. Shown only where ``show`` is
+set (on the root process of a data-parallel run).
 """
 
 from __future__ import annotations

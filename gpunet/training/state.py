@@ -226,7 +226,7 @@ class TrainingState:
 def check_meta(meta: dict, names: list, buffer_names: list, where: str) -> None:
     """Raise ``ValueError`` unless ``meta`` is a complete Solver checkpoint for a model with
     parameters ``names`` and buffers ``buffer_names``: every key present and of its type.
-    (Which recorded settings a resuming Solver keeps is the Solver's business.)"""
+    (Which recorded settings a resuming Solver keeps is :mod:`.resume`'s business.)"""
     if not isinstance(meta, Mapping) or meta.get("kind") != "solver":
         raise ValueError(f"{where} is not a Solver checkpoint")
     missing = [k for k in _REQUIRED if k not in meta]
