@@ -173,3 +173,21 @@ def test_a_fresh_interpreter_imports_each_entry_point(name):
                           capture_output=True, text=True, cwd=ROOT, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "False"
+
+
+def test_only_parallel_knows_about_processes():
+    """In gpunet/training/, only parallel.py names ranks, world sizes or communicators in code."""
+    words = {"rank", "size", "world_size", "comm", "communicator"}  # (asking parallel.is_root is fine)
+    for path in sorted((ROOT / "gpunet" / "training").glob("*.py")):
+        if path.name == "parallel.py":
+            continue
+        names = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Name):
+                names.add(node.id)
+            elif isinstance(node, ast.Attribute):
+                names.add(node.attr)
+            elif isinstance(node, ast.arg):
+                names.add(node.arg)
+        found = {n for n in names if n.lower().strip("_") in words}
+        assert not found, f"{path.name} names {sorted(found)}: that belongs in training/parallel.py"
