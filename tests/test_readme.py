@@ -5,11 +5,12 @@ A block that needs something optional says so on the line before its fence,
 ``<!-- requires: train -->`` (or ``mpi``, ``gpu``, ``torch``, several separated by commas),
 and is skipped, saying what is missing, where that is not installed.
 
-Every ``gpunet ...`` command (a line of a ```sh, ```bash or ```console block, also after
-``$ ``, ``&&``, ``;`` or ``python -m gpunet``, and every inline code span that starts with
-``gpunet ``; one that only names a subcommand is parsed with ``-h``) is parsed by the command's own parser (:func:`gpunet.cli.build_parser`): its
-subcommand and flags exist and its values pass their checks. A command shown failing on
-purpose goes in a ```text block with its output.
+Every ``gpunet ...`` command is parsed by the command's own parser
+(:func:`gpunet.cli.build_parser`): its subcommand and flags exist and its values pass their
+checks. Commands are the lines of ```sh, ```bash and ```console blocks (also after ``$ ``,
+``&&``, ``;`` or ``python -m gpunet``) and the inline code spans starting with ``gpunet ``
+(one that only names a subcommand, `gpunet eval`, is parsed with ``-h``). A command shown
+failing on purpose goes in a ```text block with its output.
 """
 
 from __future__ import annotations
