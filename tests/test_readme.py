@@ -90,18 +90,26 @@ def gpunet_commands(text: str) -> list[tuple[int, list[str]]]:
         if language not in SHELL:
             continue
         for k, source in enumerate(body, start=line + 1):
-            source = source.strip().removeprefix("$ ")
-            for part in re.split(r"&&|;", source):
-                words = shlex.split(part, comments=True)
-                argv = _after_gpunet(words)
-                if argv is not None:
-                    commands.append((k, argv))
+            commands += [(k, argv) for argv in map(_after_gpunet, _simple_commands(source)) if argv is not None]
     for match in re.finditer(r"(?<!`)`(gpunet [^`]+)`(?!`)", text):
         line = text.count("\n", 0, match.start()) + 1
         if line not in fenced:  # `gpunet eval` in prose names a subcommand: its -h must parse
             argv = shlex.split(match.group(1))[1:]
             commands.append((line, argv + ["-h"] if len(argv) == 1 else argv))
     return sorted(commands, key=lambda c: c[0])
+
+
+def _simple_commands(line: str) -> list[list[str]]:
+    """The words of each command of a shell line (split at ``&&``, ``;``, ``|``; comments dropped)."""
+    lexer = shlex.shlex(line.strip().removeprefix("$ "), posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    commands: list[list[str]] = [[]]
+    for word in lexer:
+        if word in ("&&", "||", ";", "|", "&"):
+            commands.append([])
+        else:
+            commands[-1].append(word)
+    return commands
 
 
 def _after_gpunet(words: list[str]) -> list[str] | None:
@@ -182,12 +190,13 @@ def test_blocks_and_their_requirements_are_read_from_markdown():
 def test_commands_are_read_from_shell_blocks_and_inline_code():
     text = ("Run `gpunet train --epochs 2`, `gpunet info` or `gpunet`, not `gpunet: error` or `python x.py`.\n"
             "```sh\npip install . && gpunet train   # the digits\n$ gpunet eval run_best.npz\n"
-            "mpiexec -n 2 python -m mpi4py -m gpunet train --distributed\nls; gpunet info\n```\n"
+            "mpiexec -n 2 python -m mpi4py -m gpunet train --distributed\nls; gpunet info\n"
+            "echo \"x; y\" && gpunet train --plot a.png  # why\n```\n"
             "```text\n$ gpunet train --lr nan\ngpunet: error: ...\n```\n"
             "```python\nprint('`gpunet train --oops`')\n```\n")
     assert gpunet_commands(text) == [
         (1, ["train", "--epochs", "2"]), (1, ["info", "-h"]), (3, ["train"]), (4, ["eval", "run_best.npz"]),
-        (5, ["train", "--distributed"]), (6, ["info"])]
+        (5, ["train", "--distributed"]), (6, ["info"]), (7, ["train", "--plot", "a.png"])]
 
 
 @pytest.mark.parametrize(("argv", "problem"), [
