@@ -61,7 +61,7 @@ def report() -> list[str]:
         lines.append(f"CuPy: not usable: {reason}")
     else:
         lines.append(f"CuPy {cupy.__version__}: usable: {_fact(lambda: device_summary('cupy'))}")
-    lines.append(extra_summary("train", "progress bars and plots"))
+    lines.append(extra_summary("train", "plots"))
     lines.append(extra_summary("mpi", "data-parallel training, with an MPI library such as mpich"))
     lines.append(f"default backend ({ENV_VAR} or numpy): {_fact(get_backend)}")
     return lines
