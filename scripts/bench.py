@@ -185,7 +185,7 @@ def torch_step_fn(case: Case, dtype: str, backend: str):
     tdtype = getattr(torch, dtype)
     if case.model == "mlp":
         layers = []
-        for i, (a, b) in enumerate(zip(case.dims[:-1], case.dims[1:])):
+        for i, (a, b) in enumerate(zip(case.dims[:-1], case.dims[1:], strict=True)):
             layers.append(nn.Linear(a, b))
             if i < len(case.dims) - 2:
                 layers.append(nn.ReLU())
@@ -609,7 +609,7 @@ def drive(args) -> None:
         case = CASES[name]
         g = [rec["samples_per_s"] for rec in per_fw.get("gpunet", [])]
         t = [rec["samples_per_s"] for rec in per_fw.get("torch", [])]
-        ratios = [a / b for a, b in zip(g, t)]
+        ratios = [a / b for a, b in zip(g, t, strict=False)]
         shares = [rec["gemm_share"] for rec in per_fw.get("gpunet", []) if "gemm_share" in rec]
         row = {"case": name, "model": case.label, "dtype": dtype, "batch": case.batch,
                "gpunet_samples_per_s": statistics.median(g) if g else None,
@@ -776,8 +776,12 @@ def profile(args, torch_step_ms=None) -> None:
 
         for name, label in (("_conv_forward", "conv forward (chunks)"), ("_conv_backward", "conv backward (chunks)"),
                             ("_max_pool_into", "max pool"), ("_max_pool_backward_into", "max pool backward"),
-                            ("_relu_backward_into", "relu backward")):
+                            ("_relu_backward_into", "relu backward"), ("_route", "max pool backward (numba)")):
             prof.wrap(ops, name, label)
+        compiled = numpy_ops.kernels()
+        if compiled is not None:  # the numba kernels (GPUNET_NUMBA=0 profiles the NumPy path)
+            for name in ("bias_relu_pool", "max_pool"):
+                prof.wrap(compiled, name, f"numba {name}")
         for name, label in (("columns", "im2col"), ("gradient_rows", "dout to GEMM rows"),
                             ("add_columns", "col2im"), ("workspace", "zero padded blocks")):
             prof.wrap(numpy_ops.ConvColumns, name, label)

@@ -1,0 +1,189 @@
+"""Compiled CPU kernels (numba) for the passes of :class:`~gpunet.backend.numpy_ops.NumpyOps`
+that NumPy cannot run at memory speed: max pooling, its gradient routing, and the
+bias + ReLU [+ max pool] epilogue of a convolution chunk.
+
+Contract: every kernel gives bit for bit the result of the NumPy code it replaces (the same
+comparisons and additions in the same order; tests/test_numba_kernels.py checks each against
+the generic Ops), for any thread count: the work is split by (sample, channel) planes
+(``numba.prange``), and each plane is computed by one thread in a fixed order. Arrays of any
+strides; the 2x2 stride-2 pool (the common one) has its own unrolled loops.
+
+Optional: this module imports numba, and NumpyOps imports it only on first use of a kernel
+(:func:`~gpunet.backend.numpy_ops.kernels`), never at ``import gpunet``. Functions compile
+lazily per dtype and array layout on their first call and are cached on disk (``cache=True``;
+where no cache location is writable they compile without it).
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numba
+import numpy as np
+from numba import prange
+
+_lock = threading.Lock()  # numba's workqueue threading layer (used without OpenMP or TBB) is not thread-safe
+
+
+def launch(kernel, threads: int, *args) -> None:
+    """Run ``kernel(*args)`` on ``threads`` threads (at most NUMBA_NUM_THREADS), one call at a time."""
+    with _lock:
+        numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+        kernel(*args)
+
+
+def _jit(fn=None, **options):
+    """Compile ``fn`` as a nopython kernel (releasing the GIL), cached on disk when a cache
+    location is writable."""
+    if fn is None:
+        return lambda f: _jit(f, **options)
+    try:
+        return numba.njit(cache=True, nogil=True, **options)(fn)
+    except RuntimeError:  # numba: "cannot cache function ...: no locator available" (read-only package, no HOME)
+        return numba.njit(nogil=True, **options)(fn)
+
+
+@_jit
+def _larger(m, e):  # pragma: no cover - compiled
+    """np.maximum(m, e) of one element pair: m if m >= e or m is NaN, else e."""
+    return m if (m >= e or m != m) else e
+
+
+@_jit
+def _pool_plane(xs, kh, kw, sh, sw, o):  # pragma: no cover - compiled
+    """o (OH, OW) = max of xs (H, W) over each window, offsets chained in row-major order."""
+    oh, ow = o.shape
+    if kh == 2 and kw == 2 and sh == 2 and sw == 2:
+        for a in range(oh):
+            r0, r1, orow = xs[2 * a], xs[2 * a + 1], o[a]
+            for b in range(ow):
+                orow[b] = _larger(_larger(_larger(r0[2 * b], r0[2 * b + 1]), r1[2 * b]), r1[2 * b + 1])
+        return
+    for a in range(oh):  # a row of windows, one window offset at a time: inner loops over outputs
+        orow, first = o[a], xs[a * sh]
+        for b in range(ow):
+            orow[b] = first[b * sw]
+        for u in range(kh):
+            xr = xs[a * sh + u]
+            for v in range(1 if u == 0 else 0, kw):
+                for b in range(ow):
+                    orow[b] = _larger(orow[b], xr[b * sw + v])
+
+
+@_jit(parallel=True)
+def max_pool(x, kh, kw, sh, sw, out):  # pragma: no cover - compiled
+    """out (N, C, OH, OW) = max of x (N, C, H, W) over each (kh, kw) window, stride (sh, sw);
+    NaN propagates (np.maximum over the window offsets in row-major order)."""
+    n, c = out.shape[0], out.shape[1]
+    for p in prange(n * c):
+        i, j = p // c, p % c
+        _pool_plane(x[i, j], kh, kw, sh, sw, out[i, j])
+
+
+@_jit(parallel=True)
+def bias_relu_pool(prod, b, relu, kh, kw, sh, sw, out, pooled):  # pragma: no cover - compiled
+    """out (m, F, OH, OW) = prod (F, m, OH, >= OW: a convolution chunk's GEMM product) + b (F,),
+    then max(out, 0) when ``relu``; then pooled (m, F, PH, PW) = its max pool when ``pooled``
+    is not empty. The bias add and the maxima as NumPy's ufuncs compute them."""
+    m, f, oh, ow = out.shape
+    pool, zero = pooled.size > 0, out.dtype.type(0)
+    for p in prange(m * f):
+        i, j = p // f, p % f
+        src, dst, bias = prod[j, i], out[i, j], b[j]
+        for r in range(oh):
+            srow, drow = src[r], dst[r]
+            for q in range(ow):
+                v = srow[q] + bias
+                drow[q] = _larger(v, zero) if relu else v
+        if pool:
+            _pool_plane(dst, kh, kw, sh, sw, pooled[i, j])
+
+
+@_jit
+def _pick(xs, o, r, q, kh, kw):  # pragma: no cover - compiled
+    """Row-major offset in the window at (r, q) that gets the gradient: the last NaN, else
+    the first element equal to o, else -1 (the generic Ops' rule)."""
+    pick = -1
+    for u in range(kh):
+        for v in range(kw):
+            e = xs[r + u, q + v]
+            if e != e or (e == o and pick < 0):
+                pick = u * kw + v
+    return pick
+
+
+@_jit(parallel=True)
+def max_pool_backward(dout, x, out, kh, kw, sh, sw, relu, swap, dx, dout_bits, dx_bits):  # pragma: no cover
+    """dx (N, C, H, >= W): each dout (N, C, OH, OW) added to the element of its window of x
+    (N, C, H, W) that :func:`_pick` names, and, when ``relu``, only where x > 0 (the ReLU
+    backward of x = relu(...)); zero elsewhere, also in dx's columns past W. Additions in the
+    generic order: 0 + dout, then window offset by window offset in row-major order. With
+    ``swap``, dx is (C, N, H, >= W) (a convolution's GEMM rows).
+    ``dout_bits`` and ``dx_bits`` are integer views of dout and dx (the 2x2 stride-2 case
+    selects by bits, branch-free); all arrays C-contiguous."""
+    n, c, oh, ow = dout.shape
+    h, w = x.shape[2], x.shape[3]
+    dw = dx.shape[3]
+    pairs = kh == 2 and kw == 2 and sh == 2 and sw == 2  # windows never overlap
+    for p in prange(n * c):
+        i, j = p // c, p % c
+        a, b = (j, i) if swap else (i, j)
+        if pairs:
+            _route_pairs(dout[i, j].reshape(oh * ow), dout_bits[i, j].reshape(oh * ow), x[i, j].reshape(h * w),
+                         out[i, j].reshape(oh * ow), relu, dx_bits[a, b].reshape(h * dw), oh, ow, h, w, dw)
+        else:
+            _route(dout[i, j], x[i, j], out[i, j], kh, kw, sh, sw, relu, dx[a, b])
+
+
+@_jit
+def _route(g, xs, os, kh, kw, sh, sw, relu, d):  # pragma: no cover - compiled
+    """:func:`max_pool_backward` of one plane, any geometry (d: H rows of >= W elements)."""
+    oh, ow = g.shape
+    d[:, :] = 0
+    picks = np.empty((oh, ow), np.int64)
+    for a in range(oh):
+        for b in range(ow):
+            picks[a, b] = _pick(xs, os[a, b], a * sh, b * sw, kh, kw)
+    for k in range(kh * kw):
+        u, v = k // kw, k % kw
+        for a in range(oh):
+            for b in range(ow):
+                r, q = a * sh + u, b * sw + v
+                if picks[a, b] == k and (not relu or xs[r, q] > 0):
+                    d[r, q] += g[a, b]
+
+
+@_jit
+def _route_pairs(g, g_bits, xs, os, relu, d_bits, oh, ow, h, w, dw):  # pragma: no cover - compiled
+    """:func:`max_pool_backward` of one plane (flat arrays; rows of w elements in xs, of dw in
+    d_bits) for 2x2 windows with stride 2: the gradient's bits (those of 0 + g: -0.0 becomes
+    +0.0) ANDed with all-ones masks of the first maximum, branch-free; a window holding NaN
+    takes :func:`_pick`."""
+    d_bits[2 * oh * dw :] = 0  # rows and columns no window reaches
+    for r in range(2 * oh):
+        d_bits[r * dw + 2 * ow : (r + 1) * dw] = 0
+    one = g_bits.dtype.type(1)
+    for a in range(oh):
+        for b in range(ow):
+            j, i, t = a * ow + b, 2 * a * w + 2 * b, 2 * a * dw + 2 * b  # output, first element in xs, d
+            o, e0, e1, e2, e3 = os[j], xs[i], xs[i + 1], xs[i + w], xs[i + w + 1]
+            live = (g[j] != 0) & ((not relu) | (o > 0))
+            r = g_bits[j] & -(one * live)
+            if (e0 != e0) | (e1 != e1) | (e2 != e2) | (e3 != e3):  # the generic NaN rule
+                k = _pick(xs.reshape(h, w), o, 2 * a, 2 * b, 2, 2)
+                r = r & -(one * (not relu))  # the last NaN gets it, and NaN > 0 is false
+                d_bits[t] = r & -(one * (k == 0))
+                d_bits[t + 1] = r & -(one * (k == 1))
+                d_bits[t + dw] = r & -(one * (k == 2))
+                d_bits[t + dw + 1] = r & -(one * (k == 3))
+                continue
+            m = -(one * (e0 == o))
+            d_bits[t] = r & m
+            r &= ~m
+            m = -(one * (e1 == o))
+            d_bits[t + 1] = r & m
+            r &= ~m
+            m = -(one * (e2 == o))
+            d_bits[t + dw] = r & m
+            r &= ~m
+            d_bits[t + dw + 1] = r & -(one * (e3 == o))
