@@ -28,7 +28,7 @@ _lock = threading.Lock()  # numba's workqueue threading layer (used without Open
 def launch(kernel, threads: int, *args) -> None:
     """Run ``kernel(*args)`` on ``threads`` threads (at most NUMBA_NUM_THREADS), one call at a time."""
     with _lock:
-        numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+        numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]
         kernel(*args)
 
 

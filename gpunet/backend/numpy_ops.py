@@ -473,7 +473,7 @@ class NumpyOps(Ops):
             prod = np.matmul(w2, cols, out=prod_buf[: f * cols.shape[1]].reshape(f, cols.shape[1]))
             if compiled is not None:  # bias, ReLU and pool in one pass
                 _launch("bias_relu_pool", prod.reshape(f, m, plan.oh, plan.row), b, relu, kh, kw, sh, sw,
-                        out[s : s + m], pooled[s : s + m] if pool is not None else out[:0])
+                        out[s : s + m], out[:0] if pooled is None else pooled[s : s + m])
                 continue
             view = plan.output_view(prod, m)
 
@@ -482,7 +482,7 @@ class NumpyOps(Ops):
                 np.add(view[a:z], b4, out=o)
                 if relu:
                     np.maximum(o, 0.0, out=o)
-                if pool is not None:
+                if pool is not None and pooled is not None:
                     self._max_pool_into(o, pool, pooled[s + a : s + z])
 
             _split(finish, m, _item_bytes(out))
