@@ -4,7 +4,8 @@ the NumPy path, and how they are switched on and off.
 Max pooling and its backward against the generic Ops bit for bit (the backward's bits
 exactly, NaN aside): random geometries (any window, stride, floored sizes), ties, NaN, 0, -0,
 inf, non-contiguous inputs; the fused conv-ReLU-pool and conv-ReLU primitives with the
-kernels against the NumPy path of the same class, bit for bit (the same GEMMs and sums).
+kernels against the NumPy path of the same class, bit for bit (the same GEMMs and sums),
+NaN included.
 Results do not depend on the kernels' thread count. ``GPUNET_NUMBA=0``, a missing numba and
 a bad ``GPUNET_NUMBA`` take the NumPy path or say what is wrong. Kernel tests are skipped
 (saying why) where numba is not installed; the switch tests run everywhere.
@@ -164,8 +165,9 @@ def test_fused_conv_primitives_match_the_numpy_path_bit_for_bit(monkeypatch, dty
         s, pooled, saved = FAST.conv_relu_pool_forward(x, wt, b, geo, pool)
         grads = FAST.conv_relu_pool_backward(dout, s, pooled, wt, geo, pool, saved, True)
         r, saved = FAST.conv_relu_forward(x, wt, b, geo)
+        relu_grads = FAST.conv_relu_backward(dconv, r, wt, geo, saved, True)
         a, saved = FAST.conv2d_forward(x, wt, b, geo)
-        results.append((s, pooled, *grads, r, a, *FAST.conv2d_backward(dconv, wt, geo, saved)))
+        results.append((s, pooled, *grads, r, *relu_grads, a, *FAST.conv2d_backward(dconv, wt, geo, saved)))
     for numpy_result, numba_result in zip(*results, strict=True):
         eq(numba_result, numpy_result)
 

@@ -44,13 +44,13 @@ def _jit(fn=None, **options):
 
 
 @_jit
-def _larger(m, e):  # pragma: no cover - compiled
+def _larger(m: float, e: float) -> float:
     """np.maximum(m, e) of one element pair: m if m >= e or m is NaN, else e."""
     return m if (m >= e or m != m) else e
 
 
 @_jit
-def _pool_plane(xs, kh, kw, sh, sw, o):  # pragma: no cover - compiled
+def _pool_plane(xs: np.ndarray, kh: int, kw: int, sh: int, sw: int, o: np.ndarray) -> None:
     """o (OH, OW) = max of xs (H, W) over each window, offsets chained in row-major order."""
     oh, ow = o.shape
     if kh == 2 and kw == 2 and sh == 2 and sw == 2:
@@ -71,7 +71,7 @@ def _pool_plane(xs, kh, kw, sh, sw, o):  # pragma: no cover - compiled
 
 
 @_jit(parallel=True)
-def max_pool(x, kh, kw, sh, sw, out):  # pragma: no cover - compiled
+def max_pool(x: np.ndarray, kh: int, kw: int, sh: int, sw: int, out: np.ndarray) -> None:
     """out (N, C, OH, OW) = max of x (N, C, H, W) over each (kh, kw) window, stride (sh, sw);
     NaN propagates (np.maximum over the window offsets in row-major order)."""
     n, c = out.shape[0], out.shape[1]
@@ -81,7 +81,8 @@ def max_pool(x, kh, kw, sh, sw, out):  # pragma: no cover - compiled
 
 
 @_jit(parallel=True)
-def bias_relu_pool(prod, b, relu, kh, kw, sh, sw, out, pooled):  # pragma: no cover - compiled
+def bias_relu_pool(prod: np.ndarray, b: np.ndarray, relu: bool, kh: int, kw: int, sh: int, sw: int, out: np.ndarray,
+                   pooled: np.ndarray) -> None:
     """out (m, F, OH, OW) = prod (F, m, OH, >= OW: a convolution chunk's GEMM product) + b (F,),
     then max(out, 0) when ``relu``; then pooled (m, F, PH, PW) = its max pool when ``pooled``
     is not empty. The bias add and the maxima as NumPy's ufuncs compute them."""
@@ -100,7 +101,7 @@ def bias_relu_pool(prod, b, relu, kh, kw, sh, sw, out, pooled):  # pragma: no co
 
 
 @_jit
-def _pick(xs, o, r, q, kh, kw):  # pragma: no cover - compiled
+def _pick(xs: np.ndarray, o: float, r: int, q: int, kh: int, kw: int) -> int:
     """Row-major offset in the window at (r, q) that gets the gradient: the last NaN, else
     the first element equal to o, else -1 (the generic Ops' rule)."""
     pick = -1
@@ -113,7 +114,9 @@ def _pick(xs, o, r, q, kh, kw):  # pragma: no cover - compiled
 
 
 @_jit(parallel=True)
-def max_pool_backward(dout, x, out, kh, kw, sh, sw, relu, swap, dx, dout_bits, dx_bits):  # pragma: no cover
+def max_pool_backward(dout: np.ndarray, x: np.ndarray, out: np.ndarray, kh: int, kw: int, sh: int, sw: int,
+                      relu: bool, swap: bool, dx: np.ndarray,
+                      dout_bits: np.ndarray, dx_bits: np.ndarray) -> None:
     """dx (N, C, H, >= W): each dout (N, C, OH, OW) added to the element of its window of x
     (N, C, H, W) that :func:`_pick` names, and, when ``relu``, only where x > 0 (the ReLU
     backward of x = relu(...)); zero elsewhere, also in dx's columns past W. Additions in the
@@ -136,7 +139,8 @@ def max_pool_backward(dout, x, out, kh, kw, sh, sw, relu, swap, dx, dout_bits, d
 
 
 @_jit
-def _route(g, xs, os, kh, kw, sh, sw, relu, d):  # pragma: no cover - compiled
+def _route(g: np.ndarray, xs: np.ndarray, os: np.ndarray, kh: int, kw: int, sh: int, sw: int, relu: bool,
+           d: np.ndarray) -> None:
     """:func:`max_pool_backward` of one plane, any geometry (d: H rows of >= W elements)."""
     oh, ow = g.shape
     d[:, :] = 0
@@ -154,7 +158,9 @@ def _route(g, xs, os, kh, kw, sh, sw, relu, d):  # pragma: no cover - compiled
 
 
 @_jit
-def _route_pairs(g, g_bits, xs, os, relu, d_bits, oh, ow, h, w, dw):  # pragma: no cover - compiled
+def _route_pairs(g: np.ndarray, g_bits: np.ndarray, xs: np.ndarray, os: np.ndarray, relu: bool, d_bits: np.ndarray,
+                 oh: int, ow: int, h: int, w: int,
+                 dw: int) -> None:
     """:func:`max_pool_backward` of one plane (flat arrays; rows of w elements in xs, of dw in
     d_bits) for 2x2 windows with stride 2: the gradient's bits (those of 0 + g: -0.0 becomes
     +0.0) ANDed with all-ones masks of the first maximum, branch-free; a window holding NaN
@@ -187,3 +193,21 @@ def _route_pairs(g, g_bits, xs, os, relu, d_bits, oh, ow, h, w, dw):  # pragma: 
             d_bits[t + dw] = r & m
             r &= ~m
             d_bits[t + dw + 1] = r & -(one * (e3 == o))
+
+
+@_jit(parallel=True)
+def relu_rows(dout_bits: np.ndarray, s: np.ndarray, rows_bits: np.ndarray) -> None:
+    """GEMM rows (F, m, OH, >= OW) = where(s > 0, dout, 0) for dout and s (m, F, OH, OW), by
+    bits (integer views of dout and the rows); zeros past OW."""
+    m, f, oh, ow = s.shape
+    width = rows_bits.shape[3]
+    one = rows_bits.dtype.type(1)
+    for p in prange(m * f):
+        i, j = p // f, p % f
+        g, y, d = dout_bits[i, j], s[i, j], rows_bits[j, i]
+        for r in range(oh):
+            grow, yrow, drow = g[r], y[r], d[r]
+            for q in range(ow):
+                drow[q] = grow[q] & -(one * (yrow[q] > 0))
+            for q in range(ow, width):
+                drow[q] = 0

@@ -557,6 +557,14 @@ class NumpyOps(Ops):
     def conv_relu_backward(self, dout: np.ndarray, s: np.ndarray, w: np.ndarray, geo: ConvGeometry,
                            saved: ConvSaved, compute_dx: bool = True, budget=None):
         x = saved.x
+        if x is not None and _float(dout, s, w, x) and dout.shape == s.shape and _kernels_for(dout) is not None:
+            dout, s = np.ascontiguousarray(dout), np.ascontiguousarray(s)
+            it = _INT[dout.dtype.itemsize]
+
+            def rows(start: int, m: int, d: np.ndarray):  # the ReLU backward of the chunk, into GEMM rows
+                _launch("relu_rows", dout[start : start + m].view(it), s[start : start + m], d.view(it))
+
+            return self._conv_backward(None, x, w, ConvColumns(geo), compute_dx, budget, rows)
         if (x is None or not _float(dout, s, w, x) or dout.shape != s.shape
                 or not (dout.flags.c_contiguous and s.flags.c_contiguous)):
             return super().conv_relu_backward(dout, s, w, geo, saved, compute_dx, budget)
