@@ -19,13 +19,18 @@ written for NumPy's loops and OpenBLAS:
 * passes that are not GEMMs (copies, pooling, ReLU, epilogues, optimizer updates) split
   over the thread pool of :mod:`~gpunet.backend.threads` by samples, channels or elements:
   each part runs the same operations, so results do not depend on the thread count;
+* where numba is installed (the ``cpu`` extra; ``GPUNET_NUMBA=0`` turns it off), the passes
+  NumPy cannot run at memory speed are compiled (:mod:`~gpunet.backend.numba_kernels`, bit
+  for bit the same results): max pooling and its backward, the conv chunk's bias + ReLU
+  [+ pool] epilogue, and the ReLU [+ pool] backward written straight into the GEMM rows;
 * ``np.dot`` where ``np.matmul`` would miss BLAS (an inner dimension of 1);
 * scratch arrays (column buffers, masks) come from a small per-thread workspace that is
   reused across calls, and masks are built in cache-sized blocks: fresh memory costs
   page faults (measured at a quarter to a third of a CNN step on the reference machine).
 
 NumPy-only code, outside the portable core; any input it is not written for (mixed
-dtypes, broadcasting, non-float data, a max pool over NaN) goes to the generic version.
+dtypes, broadcasting, non-float data, without numba a max pool over NaN) goes to the
+generic version.
 """
 
 from __future__ import annotations
@@ -557,7 +562,9 @@ class NumpyOps(Ops):
     def conv_relu_backward(self, dout: np.ndarray, s: np.ndarray, w: np.ndarray, geo: ConvGeometry,
                            saved: ConvSaved, compute_dx: bool = True, budget=None):
         x = saved.x
-        if x is not None and _float(dout, s, w, x) and dout.shape == s.shape and _kernels_for(dout) is not None:
+        if x is None or not _float(dout, s, w, x) or dout.shape != s.shape:
+            return super().conv_relu_backward(dout, s, w, geo, saved, compute_dx, budget)
+        if _kernels_for(dout) is not None:
             dout, s = np.ascontiguousarray(dout), np.ascontiguousarray(s)
             it = _INT[dout.dtype.itemsize]
 
@@ -565,8 +572,7 @@ class NumpyOps(Ops):
                 _launch("relu_rows", dout[start : start + m].view(it), s[start : start + m], d.view(it))
 
             return self._conv_backward(None, x, w, ConvColumns(geo), compute_dx, budget, rows)
-        if (x is None or not _float(dout, s, w, x) or dout.shape != s.shape
-                or not (dout.flags.c_contiguous and s.flags.c_contiguous)):
+        if not (dout.flags.c_contiguous and s.flags.c_contiguous):
             return super().conv_relu_backward(dout, s, w, geo, saved, compute_dx, budget)
         per = math.prod(s.shape[1:])
 
@@ -588,18 +594,18 @@ class NumpyOps(Ops):
                                 geo: ConvGeometry, pool: PoolGeometry, saved: ConvSaved, compute_dx: bool = True,
                                 budget=None):
         x = saved.x
-        compiled = x is not None and _kernels_for(dout) is not None
-        if (x is None or not _float(dout, s, out, w, x) or dout.shape != out.shape or pool.kernel == (1, 1)
-                or (not compiled and _has_nan(out))):
+        if x is None or not _float(dout, s, out, w, x) or dout.shape != out.shape or pool.kernel == (1, 1):
             return super().conv_relu_pool_backward(dout, s, out, w, geo, pool, saved, compute_dx, budget)
-        tiles = pool.tiles
-        per, pooled_per = math.prod(s.shape[1:]), math.prod(out.shape[1:])
-        if compiled:
+        if _kernels_for(dout) is not None:
             def routed(start: int, m: int, rows: np.ndarray):  # pool and ReLU backward of the chunk, into GEMM rows
                 end = start + m
                 self._route(dout[start:end], s[start:end], out[start:end], pool, True, rows, rows=True)
 
             return self._conv_backward(None, x, w, ConvColumns(geo), compute_dx, budget, routed)
+        if _has_nan(out):
+            return super().conv_relu_pool_backward(dout, s, out, w, geo, pool, saved, compute_dx, budget)
+        tiles = pool.tiles
+        per, pooled_per = math.prod(s.shape[1:]), math.prod(out.shape[1:])
 
         def gradient(start: int, m: int):  # ReLU backward, then pool backward, of samples start..start+m
             # ReLU backward on the pooled level: each gradient goes to a position p of s holding its
