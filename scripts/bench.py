@@ -14,6 +14,7 @@ the 3-conv net at batch 256 is measured in processes of its own.
     python scripts/bench.py                    # the full table (about 10 minutes on 2 cores)
     python scripts/bench.py --quick            # a smoke run: two cases, one short round
     python scripts/bench.py --profile cnn      # time per layer of one case (and PyTorch's ops)
+    python scripts/bench.py --numba-ab --cases cnn --dtypes float32   # NumPy path vs numba kernels
     python scripts/bench.py --e2e              # one `gpunet train` epoch on Fashion-MNIST vs a PyTorch loop
     python scripts/bench.py --json out.json    # also write the table as JSON
     python scripts/bench.py --malloc keep      # both frameworks with glibc keeping freed memory
@@ -830,6 +831,40 @@ def profile(args, torch_step_ms=None) -> None:
                   + ("" if room > 0 else "; the GEMMs alone are slower than PyTorch's whole step"))
 
 
+def numba_ab(args) -> None:
+    """The NumPy path against the numba kernels in one process: steps of each case alternate
+    between the two (``args.rounds`` rounds of ``args.min_time`` seconds each way, the order
+    alternating), single steps timed; medians and the per-round ratios."""
+    from gpunet.backend import numpy_ops
+
+    info = set_threads("gpunet", args.threads)
+    compiled = numpy_ops.kernels()
+    if compiled is None:
+        raise SystemExit("--numba-ab: the numba kernels are off (numba not installed, or GPUNET_NUMBA=0)")
+    print(f"{info['blas']}; threads={args.threads}; kernel threads: gpunet thread pool's ({info['pool']})")
+    print(f"{'case':<12} {'dtype':<8} {'numpy ms':>9} {'numba ms':>9} {'ratio':>6}  per-round ratios (numpy/numba)")
+    for name in args.cases:
+        for dtype in args.dtypes:
+            step, sync, _ = gpunet_step_fn(CASES[name], dtype, args.backend)
+            times: dict[str, list[float]] = {"numpy": [], "numba": []}
+            for r in range(args.rounds + 1):  # round 0 warms both paths up (and compiles)
+                order = [("numpy", None), ("numba", compiled)]
+                for label, module in order if r % 2 else order[::-1]:
+                    numpy_ops._numba["module"] = module
+                    step()
+                    t0, n = time.perf_counter(), 0
+                    while time.perf_counter() - t0 < args.min_time:
+                        step()
+                        n += 1
+                    if r:
+                        times[label].append((time.perf_counter() - t0) / n)
+            numpy_ops._numba["module"] = compiled
+            ratios = [a / b for a, b in zip(times["numpy"], times["numba"], strict=True)]
+            print(f"{name:<12} {dtype:<8} {1e3 * statistics.median(times['numpy']):9.2f} "
+                  f"{1e3 * statistics.median(times['numba']):9.2f} {statistics.median(ratios):6.2f}  "
+                  + " ".join(f"{x:.2f}" for x in ratios))
+
+
 def torch_profile(args) -> None:
     """PyTorch's own per-operator profile of the same step (top operators by self time)."""
     import torch
@@ -869,6 +904,8 @@ def parse(argv=None):
                     help=f"skip the peak-memory run ({MEMORY_CASE.name})")
     ap.add_argument("--json", metavar="PATH", help="also write the table as JSON")
     ap.add_argument("--profile", metavar="CASE", help="print the per-layer time of one case and exit")
+    ap.add_argument("--numba-ab", action="store_true",
+                    help="the NumPy path against the numba kernels, alternating steps in one process")
     ap.add_argument("--quick", action="store_true",
                     help=f"smoke run: {','.join(QUICK_CASES)}, float32, 1 round, short timings, no memory run")
     ap.add_argument("--e2e", action="store_true",
@@ -895,6 +932,8 @@ def main(argv=None) -> None:
     if args.worker:
         args.memory = args.memory_worker
         worker(args)
+    elif args.numba_ab:
+        numba_ab(args)
     elif args.profile:
         torch_text, torch_ms = "", None
         if "torch" in args.frameworks and torch_available():  # in a process of its own, first
