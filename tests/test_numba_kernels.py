@@ -1,8 +1,8 @@
 """The compiled CPU kernels (``gpunet/backend/numba_kernels.py``) against the generic Ops and
 the NumPy path, and how they are switched on and off.
 
-Max pooling and its backward against the generic Ops bit for bit (the backward's bits
-exactly, NaN aside): random geometries (any window, stride, floored sizes), ties, NaN, 0, -0,
+Max pooling and its backward against the generic Ops bit for bit (NaN payloads aside:
+signed zeros included): random geometries (any window, stride, floored sizes), ties, NaN, 0, -0,
 inf, non-contiguous inputs; the fused conv-ReLU-pool and conv-ReLU primitives with the
 kernels against the NumPy path of the same class, bit for bit (the same GEMMs and sums),
 NaN included.
@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import gpunet.backend
+from gpunet import _install
 from gpunet.backend import numpy_ops, threads
 from gpunet.backend.geometry import ConvGeometry, PoolGeometry
 from gpunet.backend.numpy_ops import NumpyOps
@@ -32,8 +33,8 @@ except ImportError:
     HAVE_NUMBA = False
 else:
     HAVE_NUMBA = True
-needs_numba = pytest.mark.skipif(not HAVE_NUMBA, reason="numba is not installed (pip install numba, the 'cpu' "
-                                 "extra): the compiled kernels are optional")
+needs_numba = pytest.mark.skipif(not HAVE_NUMBA, reason="numba is not installed: the compiled kernels are optional "
+                                 f"({_install.pip_install('cpu')})")
 
 pytestmark = pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
 GENERIC, FAST = Ops(np), NumpyOps(np)
@@ -100,7 +101,7 @@ def test_max_pool_and_its_backward_match_the_generic_ops(compiled, case):  # the
     x = values(rng, dtype, geo.x_shape, ties, nans)
     dout = values(rng, dtype, geo.out_shape, ties, nans)
     out = GENERIC.max_pool(x, geo)
-    eq(FAST.max_pool(x, geo), out)
+    same_bits(FAST.max_pool(x, geo), out)
     same_bits(FAST.max_pool_backward(dout, x, out, geo), GENERIC.max_pool_backward(dout, x, out, geo))
     # the fused ReLU backward: as max-pool backward followed by the ReLU backward of x
     s = np.maximum(x, 0)
@@ -120,7 +121,7 @@ def test_the_kernels_take_non_contiguous_inputs(compiled, dtype):
     out = GENERIC.max_pool(x, geo)
     dout = values(rng, dtype, (geo.out_shape[0], geo.out_shape[1], geo.out_shape[3], geo.out_shape[2]), True,
                   False).transpose(0, 1, 3, 2)
-    eq(FAST.max_pool(x, geo), out)
+    same_bits(FAST.max_pool(x, geo), out)
     same_bits(FAST.max_pool_backward(dout, x, out, geo), GENERIC.max_pool_backward(dout, x, out, geo))
 
 
@@ -169,7 +170,7 @@ def test_fused_conv_primitives_match_the_numpy_path_bit_for_bit(monkeypatch, dty
         a, saved = FAST.conv2d_forward(x, wt, b, geo)
         results.append((s, pooled, *grads, r, *relu_grads, a, *FAST.conv2d_backward(dconv, wt, geo, saved)))
     for numpy_result, numba_result in zip(*results, strict=True):
-        eq(numba_result, numpy_result)
+        same_bits(numba_result, numpy_result)
 
 
 @needs_numba
@@ -250,7 +251,7 @@ def test_without_numba_the_numpy_path_is_taken(monkeypatch):
     monkeypatch.setattr(numpy_ops, "_numba", {})
     monkeypatch.setenv(numpy_ops.NUMBA_ENV, "1")  # asked for explicitly: an error that says how to fix it
     with pytest.raises(ImportError, match="GPUNET_NUMBA=1 asks for the numba kernels, but numba cannot be "
-                                          "imported.*pip install numba"):
+                                          'imported.*pip install "numba>=0.60", or unset GPUNET_NUMBA'):
         numpy_ops.kernels()
 
 

@@ -5,8 +5,9 @@ bias + ReLU [+ max pool] epilogue of a convolution chunk.
 Contract: every kernel gives bit for bit the result of the NumPy code it replaces (the same
 comparisons and additions in the same order; tests/test_numba_kernels.py checks each against
 the generic Ops), for any thread count: the work is split by (sample, channel) planes
-(``numba.prange``), and each plane is computed by one thread in a fixed order. Arrays of any
-strides; the 2x2 stride-2 pool (the common one) has its own unrolled loops.
+(``numba.prange``), and each plane is computed by one thread in a fixed order. The 2x2
+stride-2 pool (the common one) has its own unrolled loops. Arrays as each kernel says (NumpyOps
+passes C-contiguous copies of others).
 
 Optional: this module imports numba, and NumpyOps imports it only on first use of a kernel
 (:func:`~gpunet.backend.numpy_ops.kernels`), never at ``import gpunet``. Functions compile
@@ -45,8 +46,9 @@ def _jit(fn=None, **options):
 
 @_jit
 def _larger(m: float, e: float) -> float:
-    """np.maximum(m, e) of one element pair: m if m >= e or m is NaN, else e."""
-    return m if (m >= e or m != m) else e
+    """np.maximum(m, e) of one element pair, bit for bit: m if m > e or m is NaN, else e (so
+    e on a tie: np.maximum(-0.0, 0.0) is 0.0, np.maximum(0.0, -0.0) is -0.0)."""
+    return m if (m > e or m != m) else e
 
 
 @_jit

@@ -42,6 +42,7 @@ import threading
 import numpy as np
 import numpy.typing
 
+from .. import _install
 from . import threads
 from .geometry import ConvGeometry, PoolGeometry
 from .ops import ConvSaved, Ops, chunks
@@ -111,7 +112,7 @@ def kernels():
         except ImportError as exc:
             if raw in _ON:
                 raise ImportError(f"{NUMBA_ENV}={raw} asks for the numba kernels, but numba cannot be imported "
-                                  f"({exc}); pip install numba (the 'cpu' extra), or unset {NUMBA_ENV}") from exc
+                                  f"({exc}); {_install.pip_install('cpu')}, or unset {NUMBA_ENV}") from exc
     _numba["module"] = module
     return module
 
