@@ -165,36 +165,42 @@ def _route_pairs(g: np.ndarray, g_bits: np.ndarray, xs: np.ndarray, os: np.ndarr
                  dw: int) -> None:
     """:func:`max_pool_backward` of one plane (flat arrays; rows of w elements in xs, of dw in
     d_bits) for 2x2 windows with stride 2: the gradient's bits (those of 0 + g: -0.0 becomes
-    +0.0) ANDed with all-ones masks of the first maximum, branch-free; a window holding NaN
-    takes :func:`_pick`."""
+    +0.0) ANDed with all-ones masks of the first maximum, branch-free; a plane holding NaN
+    takes :func:`_pick` window by window."""
     d_bits[2 * oh * dw :] = 0  # rows and columns no window reaches
     for r in range(2 * oh):
         d_bits[r * dw + 2 * ow : (r + 1) * dw] = 0
     one = g_bits.dtype.type(1)
-    for a in range(oh):
-        for b in range(ow):
-            j, i, t = a * ow + b, 2 * a * w + 2 * b, 2 * a * dw + 2 * b  # output, first element in xs, d
-            o, e0, e1, e2, e3 = os[j], xs[i], xs[i + 1], xs[i + w], xs[i + w + 1]
-            live = (g[j] != 0) & ((not relu) | (o > 0))
-            r = g_bits[j] & -(one * live)
-            if (e0 != e0) | (e1 != e1) | (e2 != e2) | (e3 != e3):  # the generic NaN rule
-                k = _pick(xs.reshape(h, w), o, 2 * a, 2 * b, 2, 2)
-                r = r & -(one * (not relu))  # the last NaN gets it, and NaN > 0 is false
+    nan = False
+    for i in range(2 * oh * w):
+        nan |= xs[i] != xs[i]
+    if nan:  # the generic rule window by window: the last NaN of a window holding one gets the gradient
+        for a in range(oh):
+            for b in range(ow):
+                j, i, t = a * ow + b, 2 * a * w + 2 * b, 2 * a * dw + 2 * b  # output, first element in xs, d
+                k = _pick(xs.reshape(h, w), os[j], 2 * a, 2 * b, 2, 2)
+                keep = k >= 0 and (not relu or xs[i + (k // 2) * w + k % 2] > 0)
+                r = g_bits[j] & -(one * ((g[j] != 0) & keep))
                 d_bits[t] = r & -(one * (k == 0))
                 d_bits[t + 1] = r & -(one * (k == 1))
                 d_bits[t + dw] = r & -(one * (k == 2))
                 d_bits[t + dw + 1] = r & -(one * (k == 3))
-                continue
-            m = -(one * (e0 == o))
-            d_bits[t] = r & m
-            r &= ~m
-            m = -(one * (e1 == o))
-            d_bits[t + 1] = r & m
-            r &= ~m
-            m = -(one * (e2 == o))
-            d_bits[t + dw] = r & m
-            r &= ~m
-            d_bits[t + dw + 1] = r & -(one * (e3 == o))
+        return
+    for a in range(oh):
+        x0, x1 = xs[2 * a * w : (2 * a + 1) * w], xs[(2 * a + 1) * w : (2 * a + 2) * w]
+        d0, d1 = d_bits[2 * a * dw : (2 * a + 1) * dw], d_bits[(2 * a + 1) * dw : (2 * a + 2) * dw]
+        gr, gbr, orow = g[a * ow : (a + 1) * ow], g_bits[a * ow : (a + 1) * ow], os[a * ow : (a + 1) * ow]
+        for b in range(ow):
+            o = orow[b]
+            r = gbr[b] & -(one * ((gr[b] != 0) & ((not relu) | (o > 0))))
+            m0 = -(one * (x0[2 * b] == o))
+            m1 = -(one * (x0[2 * b + 1] == o)) & ~m0
+            m2 = -(one * (x1[2 * b] == o)) & ~(m0 | m1)
+            m3 = -(one * (x1[2 * b + 1] == o)) & ~(m0 | m1 | m2)
+            d0[2 * b] = r & m0
+            d0[2 * b + 1] = r & m1
+            d1[2 * b] = r & m2
+            d1[2 * b + 1] = r & m3
 
 
 @_jit(parallel=True)
