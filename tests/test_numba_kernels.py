@@ -283,3 +283,29 @@ def test_an_out_that_no_element_equals_routes_nothing(compiled, window):
     dx = FAST.max_pool_backward(dout, x, out, geo)
     same_bits(dx, GENERIC.max_pool_backward(dout, x, out, geo))
     assert not dx[:, 1].any() and dx[:, 0].any()
+
+
+@needs_numba
+def test_a_process_forked_after_the_kernels_ran_can_use_them():
+    """numba's OpenMP threading layer terminates a forked child ("fork() called from a process
+    already using GNU OpenMP"); the kernels use no threading layer, so a child forked after a
+    max pool (multiprocessing's default on Linux) runs them too."""
+    code = ("import multiprocessing as mp, numpy as np\n"
+            "from gpunet.backend.numpy_ops import NumpyOps\n"
+            "from gpunet.backend.geometry import PoolGeometry\n"
+            "ops, x = NumpyOps(np), np.arange(64.0).reshape(1, 4, 4, 4)\n"
+            "geo = PoolGeometry(x.shape, (2, 2), (2, 2))\n"
+            "want = ops.max_pool(x, geo)\n"
+            "def child(q):\n"
+            "    q.put(bool((ops.max_pool(x, geo) == want).all()))\n"
+            "if __name__ == '__main__':\n"
+            "    ctx = mp.get_context('fork')\n"
+            "    q = ctx.Queue()\n"
+            "    p = ctx.Process(target=child, args=(q,))\n"
+            "    p.start()\n"
+            "    p.join(60)\n"
+            "    print(p.exitcode, q.get(timeout=5) if p.exitcode == 0 else None)\n")
+    env = {k: v for k, v in os.environ.items() if k != numpy_ops.NUMBA_ENV}
+    got = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert got.returncode == 0, got.stderr
+    assert got.stdout.split() == ["0", "True"], got.stdout + got.stderr

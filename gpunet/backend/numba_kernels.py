@@ -4,10 +4,12 @@ bias + ReLU [+ max pool] epilogue of a convolution chunk.
 
 Contract: every kernel gives bit for bit the result of the NumPy code it replaces (the same
 comparisons and additions in the same order; tests/test_numba_kernels.py checks each against
-the generic Ops), for any thread count: the work is split by (sample, channel) planes
-(``numba.prange``), and each plane is computed by one thread in a fixed order. The 2x2
-stride-2 pool (the common one) has its own unrolled loops. Arrays as each kernel says (NumpyOps
-passes C-contiguous copies of others).
+the generic Ops). Each kernel works on samples ``start..stop`` of its arrays and releases the
+GIL, so NumpyOps splits a call over the gpunet thread pool (:mod:`~gpunet.backend.threads`)
+with results independent of the split; the kernels themselves are serial (numba's threading
+layers spin against OpenBLAS's threads, and its OpenMP layer kills a process that forks after
+using it: docs/bench.md). The 2x2 stride-2 pool (the common one) has its own unrolled loops.
+Arrays as each kernel says (NumpyOps passes C-contiguous copies of others).
 
 Optional: this module imports numba, and NumpyOps imports it only on first use of a kernel
 (:func:`~gpunet.backend.numpy_ops.kernels`), never at ``import gpunet``. Functions compile
@@ -17,20 +19,8 @@ where no cache location is writable they compile without it).
 
 from __future__ import annotations
 
-import threading
-
 import numba
 import numpy as np
-from numba import prange
-
-_lock = threading.Lock()  # numba's workqueue threading layer (used without OpenMP or TBB) is not thread-safe
-
-
-def launch(kernel, threads: int, *args) -> None:
-    """Run ``kernel(*args)`` on ``threads`` threads (at most NUMBA_NUM_THREADS), one call at a time."""
-    with _lock:
-        numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]
-        kernel(*args)
 
 
 def _jit(fn=None, **options):
@@ -72,25 +62,25 @@ def _pool_plane(xs: np.ndarray, kh: int, kw: int, sh: int, sw: int, o: np.ndarra
                     orow[b] = _larger(orow[b], xr[b * sw + v])
 
 
-@_jit(parallel=True)
-def max_pool(x: np.ndarray, kh: int, kw: int, sh: int, sw: int, out: np.ndarray) -> None:
+@_jit
+def max_pool(x: np.ndarray, kh: int, kw: int, sh: int, sw: int, out: np.ndarray, start: int, stop: int) -> None:
     """out (N, C, OH, OW) = max of x (N, C, H, W) over each (kh, kw) window, stride (sh, sw);
     NaN propagates (np.maximum over the window offsets in row-major order)."""
-    n, c = out.shape[0], out.shape[1]
-    for p in prange(n * c):
+    c = out.shape[1]
+    for p in range(start * c, stop * c):
         i, j = p // c, p % c
         _pool_plane(x[i, j], kh, kw, sh, sw, out[i, j])
 
 
-@_jit(parallel=True)
+@_jit
 def bias_relu_pool(prod: np.ndarray, b: np.ndarray, relu: bool, kh: int, kw: int, sh: int, sw: int, out: np.ndarray,
-                   pooled: np.ndarray) -> None:
+                   pooled: np.ndarray, start: int, stop: int) -> None:
     """out (m, F, OH, OW) = prod (F, m, OH, >= OW: a convolution chunk's GEMM product) + b (F,),
     then max(out, 0) when ``relu``; then pooled (m, F, PH, PW) = its max pool when ``pooled``
     is not empty. The bias add and the maxima as NumPy's ufuncs compute them."""
-    m, f, oh, ow = out.shape
+    f, oh, ow = out.shape[1], out.shape[2], out.shape[3]
     pool, zero = pooled.size > 0, out.dtype.type(0)
-    for p in prange(m * f):
+    for p in range(start * f, stop * f):
         i, j = p // f, p % f
         src, dst, bias = prod[j, i], out[i, j], b[j]
         for r in range(oh):
@@ -115,10 +105,10 @@ def _pick(xs: np.ndarray, o: float, r: int, q: int, kh: int, kw: int) -> int:
     return pick
 
 
-@_jit(parallel=True)
+@_jit
 def max_pool_backward(dout: np.ndarray, x: np.ndarray, out: np.ndarray, kh: int, kw: int, sh: int, sw: int,
                       relu: bool, swap: bool, dx: np.ndarray,
-                      dout_bits: np.ndarray, dx_bits: np.ndarray) -> None:
+                      dout_bits: np.ndarray, dx_bits: np.ndarray, start: int, stop: int) -> None:
     """dx (N, C, H, >= W): each dout (N, C, OH, OW) added to the element of its window of x
     (N, C, H, W) that :func:`_pick` names, and, when ``relu``, only where x > 0 (the ReLU
     backward of x = relu(...)); zero elsewhere, also in dx's columns past W. Additions in the
@@ -126,11 +116,11 @@ def max_pool_backward(dout: np.ndarray, x: np.ndarray, out: np.ndarray, kh: int,
     ``swap``, dx is (C, N, H, >= W) (a convolution's GEMM rows).
     ``dout_bits`` and ``dx_bits`` are integer views of dout and dx (the 2x2 stride-2 case
     selects by bits, branch-free); all arrays C-contiguous."""
-    n, c, oh, ow = dout.shape
+    c, oh, ow = dout.shape[1], dout.shape[2], dout.shape[3]
     h, w = x.shape[2], x.shape[3]
     dw = dx.shape[3]
     pairs = kh == 2 and kw == 2 and sh == 2 and sw == 2  # windows never overlap
-    for p in prange(n * c):
+    for p in range(start * c, stop * c):
         i, j = p // c, p % c
         a, b = (j, i) if swap else (i, j)
         if pairs:
@@ -203,14 +193,14 @@ def _route_pairs(g: np.ndarray, g_bits: np.ndarray, xs: np.ndarray, os: np.ndarr
             d1[2 * b + 1] = r & m3
 
 
-@_jit(parallel=True)
-def relu_rows(dout_bits: np.ndarray, s: np.ndarray, rows_bits: np.ndarray) -> None:
+@_jit
+def relu_rows(dout_bits: np.ndarray, s: np.ndarray, rows_bits: np.ndarray, start: int, stop: int) -> None:
     """GEMM rows (F, m, OH, >= OW) = where(s > 0, dout, 0) for dout and s (m, F, OH, OW), by
     bits (integer views of dout and the rows); zeros past OW."""
-    m, f, oh, ow = s.shape
+    f, oh, ow = s.shape[1], s.shape[2], s.shape[3]
     width = rows_bits.shape[3]
     one = rows_bits.dtype.type(1)
-    for p in prange(m * f):
+    for p in range(start * f, stop * f):
         i, j = p // f, p % f
         g, y, d = dout_bits[i, j], s[i, j], rows_bits[j, i]
         for r in range(oh):

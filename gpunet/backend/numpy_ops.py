@@ -122,10 +122,11 @@ def _kernels_for(*arrays):
     return kernels() if arrays[0].dtype in (np.float32, np.float64) else None
 
 
-def _launch(name: str, *args) -> None:
-    """Run the compiled kernel ``name`` on the thread pool's thread count (:mod:`.threads`)."""
-    module = kernels()
-    module.launch(getattr(module, name), threads.get_threads(), *args)
+def _launch(name: str, n: int, item_bytes: int, *args) -> None:
+    """The compiled kernel ``name(*args, start, stop)`` over samples 0..n (``item_bytes`` each),
+    split over the thread pool (:mod:`.threads`) like the NumPy passes."""
+    kernel = getattr(kernels(), name)
+    _split(lambda a, z: kernel(*args, a, z), n, item_bytes)
 
 
 class _Scratch(threading.local):
@@ -478,8 +479,8 @@ class NumpyOps(Ops):
             cols = plan.columns(x[s : s + m], work, cols_buf)
             prod = np.matmul(w2, cols, out=prod_buf[: f * cols.shape[1]].reshape(f, cols.shape[1]))
             if compiled is not None:  # bias, ReLU and pool in one pass
-                _launch("bias_relu_pool", prod.reshape(f, m, plan.oh, plan.row), b, relu, kh, kw, sh, sw,
-                        out[s : s + m], out[:0] if pooled is None else pooled[s : s + m])
+                _launch("bias_relu_pool", m, _item_bytes(out), prod.reshape(f, m, plan.oh, plan.row), b, relu,
+                        kh, kw, sh, sw, out[s : s + m], out[:0] if pooled is None else pooled[s : s + m])
                 continue
             view = plan.output_view(prod, m)
 
@@ -570,7 +571,8 @@ class NumpyOps(Ops):
             it = _INT[dout.dtype.itemsize]
 
             def rows(start: int, m: int, d: np.ndarray):  # the ReLU backward of the chunk, into GEMM rows
-                _launch("relu_rows", dout[start : start + m].view(it), s[start : start + m], d.view(it))
+                _launch("relu_rows", m, _item_bytes(s), dout[start : start + m].view(it), s[start : start + m],
+                        d.view(it))
 
             return self._conv_backward(None, x, w, ConvColumns(geo), compute_dx, budget, rows)
         if not (dout.flags.c_contiguous and s.flags.c_contiguous):
@@ -629,7 +631,7 @@ class NumpyOps(Ops):
         out = np.empty((x.shape[0],) + geo.out_shape[1:], x.dtype)
         compiled = _kernels_for(x)
         if compiled is not None:
-            _launch("max_pool", np.ascontiguousarray(x), *geo.kernel, *geo.stride, out)
+            _launch("max_pool", x.shape[0], _item_bytes(x), np.ascontiguousarray(x), *geo.kernel, *geo.stride, out)
             return out
         return self._max_pool_into(x, geo, out)
 
@@ -666,8 +668,8 @@ class NumpyOps(Ops):
         by the ReLU backward of x when ``relu``."""
         dout, x, out = (np.ascontiguousarray(a) for a in (dout, x, out))
         it = _INT[dout.dtype.itemsize]
-        _launch("max_pool_backward", dout, x, out, *geo.kernel, *geo.stride, relu, rows, dx, dout.view(it),
-                dx.view(it))
+        _launch("max_pool_backward", x.shape[0], _item_bytes(x), dout, x, out, *geo.kernel, *geo.stride, relu, rows,
+                dx, dout.view(it), dx.view(it))
         return dx
 
     @staticmethod
