@@ -15,6 +15,7 @@ __all__ = ["EXTRAS", "clone_install", "pip_install"]
 EXTRAS: dict[str, dict[str, str]] = {
     "cuda12": {"cupy-cuda12x": ">=13.3"},
     "cuda13": {"cupy-cuda13x": ">=14"},
+    "cpu": {"numba": ">=0.60"},
     "train": {"matplotlib": ">=3.8"},
     "mpi": {"mpi4py": ">=4.0"},
 }

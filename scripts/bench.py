@@ -14,6 +14,7 @@ the 3-conv net at batch 256 is measured in processes of its own.
     python scripts/bench.py                    # the full table (about 10 minutes on 2 cores)
     python scripts/bench.py --quick            # a smoke run: two cases, one short round
     python scripts/bench.py --profile cnn      # time per layer of one case (and PyTorch's ops)
+    python scripts/bench.py --numba-ab --cases cnn --dtypes float32   # NumPy path vs numba kernels
     python scripts/bench.py --e2e              # one `gpunet train` epoch on Fashion-MNIST vs a PyTorch loop
     python scripts/bench.py --json out.json    # also write the table as JSON
     python scripts/bench.py --malloc keep      # both frameworks with glibc keeping freed memory
@@ -185,7 +186,7 @@ def torch_step_fn(case: Case, dtype: str, backend: str):
     tdtype = getattr(torch, dtype)
     if case.model == "mlp":
         layers = []
-        for i, (a, b) in enumerate(zip(case.dims[:-1], case.dims[1:])):
+        for i, (a, b) in enumerate(zip(case.dims[:-1], case.dims[1:], strict=True)):
             layers.append(nn.Linear(a, b))
             if i < len(case.dims) - 2:
                 layers.append(nn.ReLU())
@@ -609,7 +610,7 @@ def drive(args) -> None:
         case = CASES[name]
         g = [rec["samples_per_s"] for rec in per_fw.get("gpunet", [])]
         t = [rec["samples_per_s"] for rec in per_fw.get("torch", [])]
-        ratios = [a / b for a, b in zip(g, t)]
+        ratios = [a / b for a, b in zip(g, t, strict=False)]
         shares = [rec["gemm_share"] for rec in per_fw.get("gpunet", []) if "gemm_share" in rec]
         row = {"case": name, "model": case.label, "dtype": dtype, "batch": case.batch,
                "gpunet_samples_per_s": statistics.median(g) if g else None,
@@ -776,8 +777,12 @@ def profile(args, torch_step_ms=None) -> None:
 
         for name, label in (("_conv_forward", "conv forward (chunks)"), ("_conv_backward", "conv backward (chunks)"),
                             ("_max_pool_into", "max pool"), ("_max_pool_backward_into", "max pool backward"),
-                            ("_relu_backward_into", "relu backward")):
+                            ("_relu_backward_into", "relu backward"), ("_route", "max pool backward (numba)")):
             prof.wrap(ops, name, label)
+        compiled = numpy_ops.kernels()
+        if compiled is not None:  # the numba kernels (GPUNET_NUMBA=0 profiles the NumPy path)
+            for name in ("bias_relu_pool", "max_pool"):
+                prof.wrap(compiled, name, f"numba {name}")
         for name, label in (("columns", "im2col"), ("gradient_rows", "dout to GEMM rows"),
                             ("add_columns", "col2im"), ("workspace", "zero padded blocks")):
             prof.wrap(numpy_ops.ConvColumns, name, label)
@@ -826,6 +831,40 @@ def profile(args, torch_step_ms=None) -> None:
                   + ("" if room > 0 else "; the GEMMs alone are slower than PyTorch's whole step"))
 
 
+def numba_ab(args) -> None:
+    """The NumPy path against the numba kernels in one process: steps of each case alternate
+    between the two (``args.rounds`` rounds of ``args.min_time`` seconds each way, the order
+    alternating), single steps timed; medians and the per-round ratios."""
+    from gpunet.backend import numpy_ops
+
+    info = set_threads("gpunet", args.threads)
+    compiled = numpy_ops.kernels()
+    if compiled is None:
+        raise SystemExit("--numba-ab: the numba kernels are off (numba not installed, or GPUNET_NUMBA=0)")
+    print(f"{info['blas']}; threads={args.threads}; kernel threads: gpunet thread pool's ({info['pool']})")
+    print(f"{'case':<12} {'dtype':<8} {'numpy ms':>9} {'numba ms':>9} {'ratio':>6}  per-round ratios (numpy/numba)")
+    for name in args.cases:
+        for dtype in args.dtypes:
+            step, sync, _ = gpunet_step_fn(CASES[name], dtype, args.backend)
+            times: dict[str, list[float]] = {"numpy": [], "numba": []}
+            for r in range(args.rounds + 1):  # round 0 warms both paths up (and compiles)
+                order = [("numpy", None), ("numba", compiled)]
+                for label, module in order if r % 2 else order[::-1]:
+                    numpy_ops._numba["module"] = module
+                    step()
+                    t0, n = time.perf_counter(), 0
+                    while time.perf_counter() - t0 < args.min_time:
+                        step()
+                        n += 1
+                    if r:
+                        times[label].append((time.perf_counter() - t0) / n)
+            numpy_ops._numba["module"] = compiled
+            ratios = [a / b for a, b in zip(times["numpy"], times["numba"], strict=True)]
+            print(f"{name:<12} {dtype:<8} {1e3 * statistics.median(times['numpy']):9.2f} "
+                  f"{1e3 * statistics.median(times['numba']):9.2f} {statistics.median(ratios):6.2f}  "
+                  + " ".join(f"{x:.2f}" for x in ratios))
+
+
 def torch_profile(args) -> None:
     """PyTorch's own per-operator profile of the same step (top operators by self time)."""
     import torch
@@ -865,6 +904,8 @@ def parse(argv=None):
                     help=f"skip the peak-memory run ({MEMORY_CASE.name})")
     ap.add_argument("--json", metavar="PATH", help="also write the table as JSON")
     ap.add_argument("--profile", metavar="CASE", help="print the per-layer time of one case and exit")
+    ap.add_argument("--numba-ab", action="store_true",
+                    help="the NumPy path against the numba kernels, alternating steps in one process")
     ap.add_argument("--quick", action="store_true",
                     help=f"smoke run: {','.join(QUICK_CASES)}, float32, 1 round, short timings, no memory run")
     ap.add_argument("--e2e", action="store_true",
@@ -891,6 +932,8 @@ def main(argv=None) -> None:
     if args.worker:
         args.memory = args.memory_worker
         worker(args)
+    elif args.numba_ab:
+        numba_ab(args)
     elif args.profile:
         torch_text, torch_ms = "", None
         if "torch" in args.frameworks and torch_available():  # in a process of its own, first

@@ -19,23 +19,30 @@ written for NumPy's loops and OpenBLAS:
 * passes that are not GEMMs (copies, pooling, ReLU, epilogues, optimizer updates) split
   over the thread pool of :mod:`~gpunet.backend.threads` by samples, channels or elements:
   each part runs the same operations, so results do not depend on the thread count;
+* where numba is installed (the ``cpu`` extra; ``GPUNET_NUMBA=0`` turns it off), the passes
+  NumPy cannot run at memory speed are compiled (:mod:`~gpunet.backend.numba_kernels`, bit
+  for bit the same results): max pooling and its backward, the conv chunk's bias + ReLU
+  [+ pool] epilogue, and the ReLU [+ pool] backward written straight into the GEMM rows;
 * ``np.dot`` where ``np.matmul`` would miss BLAS (an inner dimension of 1);
 * scratch arrays (column buffers, masks) come from a small per-thread workspace that is
   reused across calls, and masks are built in cache-sized blocks: fresh memory costs
   page faults (measured at a quarter to a third of a CNN step on the reference machine).
 
 NumPy-only code, outside the portable core; any input it is not written for (mixed
-dtypes, broadcasting, non-float data, a max pool over NaN) goes to the generic version.
+dtypes, broadcasting, non-float data, without numba a max pool over NaN) goes to the
+generic version.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import threading
 
 import numpy as np
 import numpy.typing
 
+from .. import _install
 from . import threads
 from .geometry import ConvGeometry, PoolGeometry
 from .ops import ConvSaved, Ops, chunks
@@ -81,6 +88,45 @@ def _split(fn, n: int, item_bytes: int) -> None:
     """``fn(start, stop)`` over ``range(n)`` (items of ``item_bytes``), split over the thread
     pool (:mod:`~gpunet.backend.threads`) in parts of at least PART_BYTES."""
     threads.parallel(fn, n, -(-PART_BYTES // max(item_bytes, 1)))
+
+
+NUMBA_ENV = "GPUNET_NUMBA"
+_ON, _OFF = ("1", "on", "true", "yes"), ("0", "off", "false", "no")
+_numba: dict = {}  # "module": the kernels module or None, once decided
+
+
+def kernels():
+    """The compiled kernels (:mod:`gpunet.backend.numba_kernels`), or None: numba is not
+    importable, or ``GPUNET_NUMBA=0``. Decided on first use (numba is imported then, never at
+    import), from ``GPUNET_NUMBA``: unset/auto = numba when importable, 1 = numba or an error."""
+    if "module" in _numba:
+        return _numba["module"]
+    raw = os.environ.get(NUMBA_ENV, "").strip().lower()
+    if raw not in _ON + _OFF + ("", "auto"):
+        raise ValueError(f"environment variable {NUMBA_ENV} must be 0 (NumPy only), 1 (the numba kernels) or "
+                         f"auto/unset (numba when installed), got {raw!r}; fix or unset it")
+    module = None
+    if raw not in _OFF:
+        try:
+            from . import numba_kernels as module
+        except ImportError as exc:
+            if raw in _ON:
+                raise ImportError(f"{NUMBA_ENV}={raw} asks for the numba kernels, but numba cannot be imported "
+                                  f"({exc}); {_install.pip_install('cpu')}, or unset {NUMBA_ENV}") from exc
+    _numba["module"] = module
+    return module
+
+
+def _kernels_for(*arrays):
+    """The kernels when they serve these arrays (float32 or float64; others take NumPy), else None."""
+    return kernels() if arrays[0].dtype in (np.float32, np.float64) else None
+
+
+def _launch(name: str, n: int, item_bytes: int, *args) -> None:
+    """The compiled kernel ``name(*args, start, stop)`` over samples 0..n (``item_bytes`` each),
+    split over the thread pool (:mod:`.threads`) like the NumPy passes."""
+    kernel = getattr(kernels(), name)
+    _split(lambda a, z: kernel(*args, a, z), n, item_bytes)
 
 
 class _Scratch(threading.local):
@@ -233,20 +279,25 @@ class ConvColumns:
         """(m, F, OH, OW) view of a chunk's GEMM product (F, m * cols_per_sample)."""
         return prod.reshape(self.f, m, self.oh, self.row)[..., : self.ow].transpose(1, 0, 2, 3)
 
-    def gradient_rows(self, dout_part, start: int, m: int, buf: np.ndarray, sums: np.ndarray):
+    def gradient_rows(self, dout_part, start: int, m: int, buf: np.ndarray, sums: np.ndarray, fill=None):
         """The gradient of samples start..start+m as GEMM rows (F, m * cols_per_sample), zeros
         in the discarded entries, and as an (m, F, OH, OW) view of them; ``sums[:m]`` (F
-        columns) gets each sample's sum over OH*OW. ``dout_part(a, k)`` gives the gradient
-        (k, F, OH, OW) of samples a..a+k; it is called over parts of the samples in parallel."""
+        columns) gets each sample's sum over its row (the same sums whichever way the rows
+        were written). ``dout_part(a, k)`` gives the gradient (k, F, OH, OW) of samples
+        a..a+k; it is called over parts of the samples in parallel. Or ``fill(start, m, rows)``
+        writes the rows (F, m, OH, row) itself."""
         d = buf[: self.f * m * self.cols_per_sample].reshape(self.f, m, self.oh, self.row)
 
         def rows(a: int, z: int):  # samples start+a..start+z
-            g = dout_part(start + a, z - a)
-            np.sum(np.reshape(g, (z - a, self.f, self.oh * self.ow)), axis=2, out=sums[a:z])
-            if self.row > self.ow:
-                d[:, a:z, :, self.ow :] = 0
-            np.copyto(d[:, a:z, :, : self.ow], g.transpose(1, 0, 2, 3))
+            if fill is None:
+                g = dout_part(start + a, z - a)
+                if self.row > self.ow:
+                    d[:, a:z, :, self.ow :] = 0
+                np.copyto(d[:, a:z, :, : self.ow], g.transpose(1, 0, 2, 3))
+            np.sum(d[:, a:z].reshape(self.f, z - a, self.cols_per_sample), axis=2, out=sums[a:z].T)
 
+        if fill is not None:
+            fill(start, m, d)
         _split(rows, m, self.f * self.cols_per_sample * d.itemsize)
         return d.reshape(self.f, m * self.cols_per_sample), d[..., : self.ow].transpose(1, 0, 2, 3)
 
@@ -410,9 +461,10 @@ class NumpyOps(Ops):
             return super().conv2d_forward(x, w, b, geo, budget)
         return self._conv_forward(x, w, b, ConvColumns(geo), budget), ConvSaved(x=x)
 
-    def _conv_forward(self, x: np.ndarray, w: np.ndarray, b: np.ndarray, plan: ConvColumns, budget, epilogue=None):
-        """conv(x) + b (N, F, OH, OW) chunk by chunk; ``epilogue(start, chunk)`` runs on each
-        finished chunk of the output while it is still in cache."""
+    def _conv_forward(self, x: np.ndarray, w: np.ndarray, b: np.ndarray, plan: ConvColumns, budget,
+                      relu: bool = False, pool: PoolGeometry | None = None, pooled: np.ndarray | None = None):
+        """conv(x) + b (N, F, OH, OW) chunk by chunk; then, while each chunk is in cache, its
+        ReLU (``relu``) and its max pool over ``pool`` into ``pooled``."""
         f, k, n = plan.f, plan.k, x.shape[0]
         nb = self._chunk(n, k * plan.cols_per_sample * x.dtype.itemsize, budget)
         w2, b4 = w.reshape(f, k), b.reshape(1, f, 1, 1)
@@ -420,16 +472,25 @@ class NumpyOps(Ops):
         cols_buf = _scratch.get("conv_cols", k * nb * plan.cols_per_sample, x.dtype)
         prod_buf = _scratch.get("conv_prod", f * nb * plan.cols_per_sample, x.dtype)
         work = plan.workspace("conv_pad", nb, x.dtype)
+        compiled = _kernels_for(x)
+        kh, kw, sh, sw = (*pool.kernel, *pool.stride) if pool is not None else (1, 1, 1, 1)
         for s in range(0, n, nb):
             m = min(nb, n - s)
             cols = plan.columns(x[s : s + m], work, cols_buf)
             prod = np.matmul(w2, cols, out=prod_buf[: f * cols.shape[1]].reshape(f, cols.shape[1]))
+            if compiled is not None:  # bias, ReLU and pool in one pass
+                _launch("bias_relu_pool", m, _item_bytes(out), prod.reshape(f, m, plan.oh, plan.row), b, relu,
+                        kh, kw, sh, sw, out[s : s + m], out[:0] if pooled is None else pooled[s : s + m])
+                continue
             view = plan.output_view(prod, m)
 
-            def finish(a: int, z: int, s=s, view=view):  # samples s+a..s+z: bias, then the epilogue
-                np.add(view[a:z], b4, out=out[s + a : s + z])
-                if epilogue is not None:
-                    epilogue(s + a, out[s + a : s + z])
+            def finish(a: int, z: int, s=s, view=view):  # samples s+a..s+z: bias, ReLU, pool
+                o = out[s + a : s + z]
+                np.add(view[a:z], b4, out=o)
+                if relu:
+                    np.maximum(o, 0.0, out=o)
+                if pool is not None and pooled is not None:
+                    self._max_pool_into(o, pool, pooled[s + a : s + z])
 
             _split(finish, m, _item_bytes(out))
         return out
@@ -441,9 +502,11 @@ class NumpyOps(Ops):
             return super().conv2d_backward(dout, w, geo, saved, compute_dx, budget)
         return self._conv_backward(lambda s, m: dout[s : s + m], x, w, ConvColumns(geo), compute_dx, budget)
 
-    def _conv_backward(self, dout_chunk, x: np.ndarray, w: np.ndarray, plan: ConvColumns, compute_dx, budget):
+    def _conv_backward(self, dout_chunk, x: np.ndarray, w: np.ndarray, plan: ConvColumns, compute_dx, budget,
+                       fill_rows=None):
         """(dx, dw, db) of a convolution chunk by chunk; ``dout_chunk(start, m)`` gives the
-        gradient (m, F, OH, OW) of samples start..start+m (it may be computed on the fly)."""
+        gradient (m, F, OH, OW) of samples start..start+m (it may be computed on the fly), or
+        ``fill_rows(start, m, rows)`` writes it as GEMM rows (F, m, OH, Wp), zeros past OW."""
         f, k, n, dtype = plan.f, plan.k, x.shape[0], x.dtype
         nb = self._chunk(n, k * plan.cols_per_sample * dtype.itemsize, budget)
         # dx: stride 1 is a convolution of dout with the flipped filters (plan.transposed()),
@@ -468,7 +531,7 @@ class NumpyOps(Ops):
         transposed = k >= 64  # dw.T = cols @ d2.T is the faster GEMM for long columns (measured)
         acc = db = None
         for s, m in chunks(n, nb):
-            d2, dout = plan.gradient_rows(dout_chunk, s, m, d_buf, sums)  # (F, m * columns per sample)
+            d2, dout = plan.gradient_rows(dout_chunk, s, m, d_buf, sums, fill_rows)  # (F, m * columns per sample)
             part_db = np.sum(sums[:m], axis=0)
             cols = plan.columns(x[s : s + m], work, cols_buf)
             part = np.matmul(cols, d2.T) if transposed else np.matmul(d2, cols.T)
@@ -496,16 +559,23 @@ class NumpyOps(Ops):
         if not _float(x, w, b):
             return super().conv_relu_forward(x, w, b, geo, budget)
 
-        def relu(s: int, chunk: np.ndarray):  # while the chunk of conv output is in cache
-            np.maximum(chunk, 0.0, out=chunk)
-
-        return self._conv_forward(x, w, b, ConvColumns(geo), budget, relu), ConvSaved(x=x)
+        return self._conv_forward(x, w, b, ConvColumns(geo), budget, relu=True), ConvSaved(x=x)
 
     def conv_relu_backward(self, dout: np.ndarray, s: np.ndarray, w: np.ndarray, geo: ConvGeometry,
                            saved: ConvSaved, compute_dx: bool = True, budget=None):
         x = saved.x
-        if (x is None or not _float(dout, s, w, x) or dout.shape != s.shape
-                or not (dout.flags.c_contiguous and s.flags.c_contiguous)):
+        if x is None or not _float(dout, s, w, x) or dout.shape != s.shape:
+            return super().conv_relu_backward(dout, s, w, geo, saved, compute_dx, budget)
+        if _kernels_for(dout) is not None:
+            dout, s = np.ascontiguousarray(dout), np.ascontiguousarray(s)
+            it = _INT[dout.dtype.itemsize]
+
+            def rows(start: int, m: int, d: np.ndarray):  # the ReLU backward of the chunk, into GEMM rows
+                _launch("relu_rows", m, _item_bytes(s), dout[start : start + m].view(it), s[start : start + m],
+                        d.view(it))
+
+            return self._conv_backward(None, x, w, ConvColumns(geo), compute_dx, budget, rows)
+        if not (dout.flags.c_contiguous and s.flags.c_contiguous):
             return super().conv_relu_backward(dout, s, w, geo, saved, compute_dx, budget)
         per = math.prod(s.shape[1:])
 
@@ -520,20 +590,22 @@ class NumpyOps(Ops):
         if not _float(x, w, b) or pool.kernel == (1, 1):
             return super().conv_relu_pool_forward(x, w, b, geo, pool, budget)
         pooled = np.empty((x.shape[0],) + pool.out_shape[1:], x.dtype)
-
-        def relu_pool(s: int, chunk: np.ndarray):  # while the chunk of conv output is in cache
-            np.maximum(chunk, 0.0, out=chunk)
-            self._max_pool_into(chunk, pool, pooled[s : s + chunk.shape[0]])
-
-        rectified = self._conv_forward(x, w, b, ConvColumns(geo), budget, relu_pool)
+        rectified = self._conv_forward(x, w, b, ConvColumns(geo), budget, relu=True, pool=pool, pooled=pooled)
         return rectified, pooled, ConvSaved(x=x)
 
     def conv_relu_pool_backward(self, dout: np.ndarray, s: np.ndarray, out: np.ndarray, w: np.ndarray,
                                 geo: ConvGeometry, pool: PoolGeometry, saved: ConvSaved, compute_dx: bool = True,
                                 budget=None):
         x = saved.x
-        if (x is None or not _float(dout, s, out, w, x) or dout.shape != out.shape or pool.kernel == (1, 1)
-                or _has_nan(out)):
+        if x is None or not _float(dout, s, out, w, x) or dout.shape != out.shape or pool.kernel == (1, 1):
+            return super().conv_relu_pool_backward(dout, s, out, w, geo, pool, saved, compute_dx, budget)
+        if _kernels_for(dout) is not None:
+            def routed(start: int, m: int, rows: np.ndarray):  # pool and ReLU backward of the chunk, into GEMM rows
+                end = start + m
+                self._route(dout[start:end], s[start:end], out[start:end], pool, True, rows, rows=True)
+
+            return self._conv_backward(None, x, w, ConvColumns(geo), compute_dx, budget, routed)
+        if _has_nan(out):
             return super().conv_relu_pool_backward(dout, s, out, w, geo, pool, saved, compute_dx, budget)
         tiles = pool.tiles
         per, pooled_per = math.prod(s.shape[1:]), math.prod(out.shape[1:])
@@ -557,6 +629,10 @@ class NumpyOps(Ops):
         if not _float(x) or geo.kernel == (1, 1):
             return super().max_pool(x, geo)
         out = np.empty((x.shape[0],) + geo.out_shape[1:], x.dtype)
+        compiled = _kernels_for(x)
+        if compiled is not None:
+            _launch("max_pool", x.shape[0], _item_bytes(x), np.ascontiguousarray(x), *geo.kernel, *geo.stride, out)
+            return out
         return self._max_pool_into(x, geo, out)
 
     @staticmethod
@@ -574,11 +650,27 @@ class NumpyOps(Ops):
         return out
 
     def max_pool_backward(self, dout: np.ndarray, x: np.ndarray, out: np.ndarray, geo: PoolGeometry):
-        if not _float(dout, x, out) or dout.shape != out.shape or dout.size == 0 or _has_nan(out):
+        if not _float(dout, x, out) or dout.shape != out.shape or dout.size == 0:
+            return super().max_pool_backward(dout, x, out, geo)
+        if _kernels_for(dout) is not None:
+            return self._route(dout, x, out, geo, False, np.empty(x.shape, dout.dtype))
+        if _has_nan(out):
             return super().max_pool_backward(dout, x, out, geo)
         tiles = geo.tiles
         dx = np.empty(x.shape, dout.dtype) if tiles else np.zeros(x.shape, dout.dtype)
         return self._max_pool_backward_into(dout, x, out, geo, dx, tiles)
+
+    @staticmethod
+    def _route(dout: np.ndarray, x: np.ndarray, out: np.ndarray, geo: PoolGeometry, relu: bool,
+               dx: np.ndarray, rows: bool = False) -> np.ndarray:
+        """The compiled max-pool backward into the C-contiguous dx (N, C, H, W), or with ``rows``
+        into GEMM rows (C, N, H, >= W) (zeros past W): the generic rule, NaN included, followed
+        by the ReLU backward of x when ``relu``."""
+        dout, x, out = (np.ascontiguousarray(a) for a in (dout, x, out))
+        it = _INT[dout.dtype.itemsize]
+        _launch("max_pool_backward", x.shape[0], _item_bytes(x), dout, x, out, *geo.kernel, *geo.stride, relu, rows,
+                dx, dout.view(it), dx.view(it))
+        return dx
 
     @staticmethod
     def _max_pool_backward_into(dout: np.ndarray, x: np.ndarray, out: np.ndarray, geo: PoolGeometry,
@@ -676,7 +768,8 @@ class NumpyOps(Ops):
         _update(step, 1, w, dw, v)
         return w
 
-    def adam(self, w: np.ndarray, dw: np.ndarray, m: np.ndarray, v: np.ndarray, t: int, lr: float, beta1: float, beta2: float, eps: float):
+    def adam(self, w: np.ndarray, dw: np.ndarray, m: np.ndarray, v: np.ndarray, t: int, lr: float, beta1: float,
+             beta2: float, eps: float):
         if not _updatable(w, dw, m, v):
             return super().adam(w, dw, m, v, t, lr, beta1, beta2, eps)
 

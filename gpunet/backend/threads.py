@@ -10,6 +10,7 @@ Off by default (1 thread): on the 2-core reference machine every split measured 
 than one thread or tied, with BLAS on both cores (its threads spin between GEMMs) and
 with BLAS on one (docs/bench.md). ``GPUNET_THREADS=N`` (read on first use) or
 :func:`set_threads` turns it on, e.g. on a machine with cores that BLAS leaves idle.
+The compiled kernels (:mod:`~gpunet.backend.numba_kernels`) run on the same count.
 """
 
 from __future__ import annotations
