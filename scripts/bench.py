@@ -20,7 +20,7 @@ the 3-conv net at batch 256 is measured in processes of its own.
     python scripts/bench.py --malloc keep      # both frameworks with glibc keeping freed memory
     python scripts/bench.py --backend cupy     # CuPy against PyTorch CUDA
 
-PyTorch is optional (``pip install -e .[bench]``); without it only gpunet is timed.
+PyTorch is optional (``pip install -e ".[bench]"`` in the clone); without it only gpunet is timed.
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from gpunet._install import clone_install  # (import gpunet loads NumPy only: no CuPy, no numba)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -399,7 +401,7 @@ def set_threads(framework: str, threads: int) -> dict:
         except ImportError:
             from gpunet.backend.info import blas_summary
 
-            info["blas"] = f"BLAS {blas_summary()} (threads set by environment only: pip install threadpoolctl)"
+            info["blas"] = f"BLAS {blas_summary()} (threads set by environment only: {clone_install('bench')})"
         else:
             threadpool_limits(threads)
             pools = [p for p in threadpool_info() if p.get("user_api") == "blas"] or threadpool_info()
@@ -564,7 +566,7 @@ def drive(args) -> None:
         drive_e2e(args, frameworks)
         return
     if "torch" in args.frameworks and "torch" not in frameworks:
-        print("PyTorch is not installed (pip install -e .[bench]): timing gpunet only\n")
+        print(f"PyTorch is not installed ({clone_install('bench')}): timing gpunet only\n")
     results: dict[tuple, dict[str, list]] = {(c, d): {} for c in args.cases for d in args.dtypes}
     infos = {}
     foreign = []  # CPU seconds other processes used during each round: they disturb the timings

@@ -4,12 +4,12 @@ reference), with and without biases, and a numeric gradient check of a fused net
 
 import numpy as np
 import pytest
+from tolerances import GRAD_REL_ERROR, assert_close, model_grad_error
 
 import gpunet
 from gpunet import nn
 from gpunet.gradcheck import eval_numerical_gradient
 from gpunet.nn.module import fused_blocks
-from tolerances import GRAD_REL_ERROR, assert_close, model_grad_error
 
 BACKENDS = ["numpy", "strict"]
 

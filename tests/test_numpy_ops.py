@@ -14,16 +14,15 @@ import sys
 
 import numpy as np
 import pytest
+from tolerances import tol
 
 import gpunet
 from gpunet import layers as L
-from gpunet.backend import get_ops
-from gpunet.backend import numpy_ops
+from gpunet.backend import get_ops, numpy_ops
 from gpunet.backend.geometry import ConvGeometry, PoolGeometry
 from gpunet.backend.numpy_ops import NumpyOps
 from gpunet.backend.ops import Ops
 from gpunet.layers import conv as conv_layer
-from tolerances import tol
 
 # inf - inf and 0 * inf in the special values are meant: no warnings for them
 pytestmark = pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
@@ -117,7 +116,8 @@ GEOMETRIES = [  # n, c, h, w, kh, kw, (sh, sw), (ph, pw), (dh, dw)
     (2, 1, 7, 7, 2, 2, (1, 1), (3, 3), (2, 2)),  # pad > dilation*(k - 1): col2im dx
 ]
 CONV_GEOMETRIES = pytest.mark.parametrize(
-    "geom", GEOMETRIES, ids=["x{}.{}.{}.{}-k{}.{}-s{}{}-p{}{}-d{}{}".format(*g[:6], *g[6], *g[7], *g[8]) for g in GEOMETRIES])
+    "geom", GEOMETRIES,
+    ids=["x{}.{}.{}.{}-k{}.{}-s{}{}-p{}{}-d{}{}".format(*g[:6], *g[6], *g[7], *g[8]) for g in GEOMETRIES])
 
 
 def _geo(geom, f=4) -> ConvGeometry:

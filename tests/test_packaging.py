@@ -41,9 +41,7 @@ OUTSIDE_EXTRAS = {
 # Files whose hints still say `pip install gpunet[...]` or are unquoted. Their owners were
 # moving this code when the hints moved to gpunet/_install.py; each is to call
 # _install.pip_install(extra) or _install.clone_install(*extras). Delete a line once done.
-NOT_YET_WIRED = {
-    "scripts/bench.py": 'docstring and message: clone_install("bench")',
-}
+NOT_YET_WIRED: dict[str, str] = {}  # file -> what is left to wire (none now)
 
 # Where the CuPy and NVRTC wheels of the kernels extra exist (checked with `pip download
 # --only-binary=:all: --platform ... --no-deps cupy-cuda13x==14.2.0 nvidia-cuda-nvrtc==13.5.37`):
