@@ -61,6 +61,7 @@ def report() -> list[str]:
         lines.append(f"CuPy: not usable: {reason}")
     else:
         lines.append(f"CuPy {cupy.__version__}: usable: {_fact(lambda: device_summary('cupy'))}")
+    lines.append(extra_summary("cpu", "compiled CPU kernels for pooling and conv; GPUNET_NUMBA=0 turns them off"))
     lines.append(extra_summary("train", "plots"))
     lines.append(extra_summary("mpi", "data-parallel training, with an MPI library such as mpich"))
     lines.append(f"default backend ({ENV_VAR} or numpy): {_fact(get_backend)}")
