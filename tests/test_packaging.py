@@ -194,7 +194,7 @@ def test_cupy_and_info_hints_are_quoted(monkeypatch, tmp_path):
     monkeypatch.setattr(info, "cupy_status", lambda: (None, f"CuPy is not installed; {cupy_probe.INSTALL_HINT}"))
     text = "\n".join(info.report())
     commands = pip_commands(text)
-    assert len(commands) == 4, text  # CuPy for CUDA 12 and 13, train, mpi
+    assert len(commands) == 5, text  # CuPy for CUDA 12 and 13, cpu, train, mpi
     for args in commands:
         assert hint_problems(args, tmp_path) == []
     assert "gpunet[" not in text
