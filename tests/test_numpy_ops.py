@@ -1,7 +1,7 @@
 """Every ``NumpyOps`` override against the generic ``Ops`` on the same NumPy inputs.
 
 Copies, selections, maxima and the optimizer updates (same operations in the same
-order) must agree bit for bit (``assert_array_equal``: NaN equals NaN, -0.0 equals 0.0);
+order) must agree bit for bit, with the numba kernels and without them (``assert_array_equal``: NaN equals NaN, -0.0 equals 0.0);
 results that go through a GEMM may differ by BLAS blocking only, within the dtype's
 tolerance. Geometries: non-square kernels, stride 1-3, pad 0-3, dilation 1-3, inputs
 whose last rows no window reaches (floored output size), tiling and non-tiling pools,
@@ -30,6 +30,15 @@ pytestmark = pytest.mark.filterwarnings("ignore:invalid value encountered:Runtim
 GENERIC, FAST = Ops(np), NumpyOps(np)
 DTYPES = [np.float32, np.float64]
 eq = np.testing.assert_array_equal
+
+
+@pytest.fixture(autouse=True, params=["kernels", "numpy-only"])
+def fast_path(request, monkeypatch):
+    """Every test twice: with the numba kernels (where installed) and on the NumPy path alone
+    (what a user without numba runs), each decided afresh."""
+    monkeypatch.setattr(numpy_ops, "_numba", {} if request.param == "kernels" else {"module": None})
+    if request.param == "kernels" and numpy_ops.kernels() is None:
+        pytest.skip("numba is not installed: the NumPy path is the one tested")
 
 
 def close(a, b, dtype):
