@@ -12,7 +12,7 @@
 #   losses     gpunet/losses.py            loss tests
 #   optim      gpunet/optim.py             optimizer tests
 #   ops        gpunet/backend/ops.py       the layer tests plus the loss and optimizer tests
-#   numpy_ops  gpunet/backend/numpy_ops.py the same tests
+#   numpy_ops  gpunet/backend/numpy_ops.py the same tests plus the fused-path and numba-kernel tests
 #   gradcheck  gpunet/gradcheck.py         gradient-check tests
 # (plus tests/test_<target>_mutants.py where present; test_every_override_is_tested is left out:
 # it lists NumpyOps's methods, which mutmut's trampolines multiply). mutmut runs each mutant only against
@@ -45,7 +45,7 @@ mutate[layers]="gpunet/layers/*.py";          tests[layers]="$layer_tests"
 mutate[losses]="gpunet/losses.py";            tests[losses]="tests/test_losses.py tests/test_scalars.py"
 mutate[optim]="gpunet/optim.py";              tests[optim]="tests/test_optim.py tests/test_scalars.py"
 mutate[ops]="gpunet/backend/ops.py";          tests[ops]="$layer_tests tests/test_losses.py tests/test_optim.py"
-mutate[numpy_ops]="gpunet/backend/numpy_ops.py"; tests[numpy_ops]="${tests[ops]}"
+mutate[numpy_ops]="gpunet/backend/numpy_ops.py"; tests[numpy_ops]="${tests[ops]} tests/test_fusion.py tests/test_numba_kernels.py"
 mutate[gradcheck]="gpunet/gradcheck.py";      tests[gradcheck]="tests/test_gradcheck.py"
 order="gradcheck optim losses layers ops numpy_ops"
 
