@@ -1,7 +1,8 @@
 """Every ``NumpyOps`` override against the generic ``Ops`` on the same NumPy inputs.
 
 Copies, selections, maxima and the optimizer updates (same operations in the same
-order) must agree bit for bit, with the numba kernels and without them (``assert_array_equal``: NaN equals NaN, -0.0 equals 0.0);
+order) must agree bit for bit, with the numba kernels and without them
+(``assert_array_equal``: NaN equals NaN, -0.0 equals 0.0);
 results that go through a GEMM may differ by BLAS blocking only, within the dtype's
 tolerance. Geometries: non-square kernels, stride 1-3, pad 0-3, dilation 1-3, inputs
 whose last rows no window reaches (floored output size), tiling and non-tiling pools,
