@@ -135,7 +135,8 @@ def with_defaults(rule: str, config: dict | None) -> dict:
 
 def _prepare(rule: str, w, dw, config):
     config = with_defaults(rule, config)
-    _validate.float_inputs(rule, w=w), _validate.float_inputs(rule, dw=dw)  # float arrays
+    _validate.float_inputs(rule, w=w)  # each a real floating array (not None, a list, ints)
+    _validate.float_inputs(rule, dw=dw)
     xp = get_array_module(w, dw)  # raises TypeError naming both backends if they differ
     if tuple(dw.shape) != tuple(w.shape):
         raise ValueError(
@@ -160,7 +161,8 @@ def _state(config: dict, key: str, w):
         s = zeros(w.shape, like=w)
         config[key] = s
         return s
-    _validate.float_inputs(f"optimizer state {key!r}", w=w, **{key: s})
+    _validate.float_inputs("optimizer state", **{key: s})
+    get_array_module(w, s)
     if tuple(s.shape) != tuple(w.shape) or s.dtype != w.dtype:
         raise ValueError(
             f"optimizer state {key!r} has shape {tuple(s.shape)} and dtype {s.dtype}, but the "
